@@ -1,0 +1,3 @@
+from neuroray.cli import entrypoint
+
+entrypoint()

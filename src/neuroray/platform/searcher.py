@@ -1,0 +1,93 @@
+"""Matrix × search: one Optuna study per matrix cell, behind a single Tune searcher.
+
+Ray's OptunaSearch cannot take grid parameters, so the grid (named arms × seeds) lives here and
+each cell gets its own OptunaSearch over the experiment's space. Cells are visited round-robin so
+arms run side by side and a scheduler compares them fairly.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import optuna
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from neuroray.search_spaces.distributions import Distribution
+from neuroray.search_spaces.experiment import Cell
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+class MatrixSearcher(Searcher):
+    def __init__(self, cells: list[Cell], space: dict[str, Distribution], num_samples: int,
+                 metric: str, mode: str, sampler: str = "tpe", seed: int = 0) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.cells, self.space, self.num_samples = cells, space, num_samples
+        self.sampler, self.seed = sampler, seed
+        self.remaining = [num_samples] * len(cells)
+        self.trial_cell: dict[str, int] = {}
+        self.subs: list[OptunaSearch | None] = []
+        self._next = 0
+        # Tune only calls set_search_properties when param_space is non-empty; ours is empty (the
+        # searcher owns the whole config), so the per-cell studies are built here.
+        self.set_search_properties(metric, mode, {})
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any],
+                              **spec: Any) -> bool:
+        self._metric, self._mode = metric, mode
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.subs = [
+            OptunaSearch(space={k: d.to_optuna() for k, d in self.space.items()}, metric=metric, mode=mode,
+                         sampler=make_sampler(self.sampler, self.seed + i))
+            if self.space else None
+            for i in range(len(self.cells))
+        ]
+        return True
+
+    @property
+    def total(self) -> int:
+        return self.num_samples * len(self.cells)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if not any(self.remaining):
+            return Searcher.FINISHED
+        for _ in range(len(self.cells)):
+            i, self._next = self._next, (self._next + 1) % len(self.cells)
+            if self.remaining[i] <= 0:
+                continue
+            sub = self.subs[i] if self.subs else None
+            params = sub.suggest(trial_id) if sub is not None else {}
+            if params is None:
+                continue
+            self.remaining[i] -= 1
+            self.trial_cell[trial_id] = i
+            return {"arm": self.cells[i].arm, "seed": self.cells[i].seed, "params": dict(params)}
+        return None
+
+    def _sub(self, trial_id: str) -> OptunaSearch | None:
+        i = self.trial_cell.get(trial_id)
+        return self.subs[i] if i is not None and self.subs else None
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if (sub := self._sub(trial_id)) is not None:
+            sub.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if (sub := self._sub(trial_id)) is not None:
+            sub.on_trial_complete(trial_id, result=result, error=error)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))

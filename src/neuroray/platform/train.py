@@ -1,0 +1,157 @@
+"""ONE train loop, two engines.
+
+``run_phases`` fits an experiment's phases with Lightning on batches streamed from Ray Data. It is
+called either inside the (reused) Tune trial actor for single-worker trials — ~2 s per tiny trial —
+or as ``train_loop_per_worker`` of a Train V2 ``TorchTrainer`` when a phase spans several workers
+or GPUs. The two engines differ only in how the loop gets its dataset shards and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from neuroray.datasets.spec import spec_from_dict
+from neuroray.trainables import base as registry
+
+ReportFn = Callable[[dict[str, Any], str | None], None]
+ShardFn = Callable[[str], Any]  # split name -> ray.data.DataIterator
+
+CKPT_WEIGHTS = "model.pt"
+CKPT_META = "meta.json"
+
+
+class Batches:
+    """Re-iterable torch batches from a Ray DataIterator; a new local-shuffle seed every epoch."""
+
+    def __init__(self, get_shard: ShardFn, split: str, batch_size: int, shuffle: bool, seed: int) -> None:
+        self.get_shard, self.split, self.batch_size = get_shard, split, batch_size
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        shard = self.get_shard(self.split)
+        kwargs: dict[str, Any] = {}
+        if self.shuffle:
+            kwargs = {"local_shuffle_buffer_size": 4 * self.batch_size,
+                      "local_shuffle_seed": self.seed * 10_007 + self.epoch}
+        self.epoch += 1
+        yield from shard.iter_torch_batches(batch_size=self.batch_size, drop_last=False, **kwargs)
+
+
+def save_checkpoint(folder: Path, module: registry.Task, phase: dict[str, Any], spec: dict[str, Any],
+                    metrics: dict[str, Any]) -> None:
+    torch.save(module.state_dict(), folder / CKPT_WEIGHTS)
+    meta = {"trainable": module.name, "hparams": dict(module.hparams), "target": module.target,
+            "phase": phase["name"], "spec": spec, "metrics": metrics}
+    (folder / CKPT_META).write_text(json.dumps(meta, indent=2, default=str))
+
+
+def load_checkpoint(folder: str | Path) -> registry.Task:
+    """Rebuild the module a checkpoint came from; weights load with ``weights_only=True``."""
+    folder = Path(folder)
+    meta = json.loads((folder / CKPT_META).read_text())
+    spec = spec_from_dict(meta["spec"]["modality"], meta["spec"]["spec"])
+    hparams = {k: v for k, v in meta["hparams"].items() if k not in ("trainable", "target")}
+    module = registry.build(meta["trainable"], spec, hparams, target=meta["target"])
+    module.load_state_dict(torch.load(folder / CKPT_WEIGHTS, map_location="cpu", weights_only=True))
+    return module.eval()
+
+
+class EpochReporter(L.Callback):
+    """After each epoch (validation included): metrics to Ray, with a checkpoint when it matters.
+
+    The final phase checkpoints when the monitored metric improves (so the kept checkpoint is the
+    best epoch's); earlier phases checkpoint at their last epoch, for the next phase and for audits.
+    """
+
+    def __init__(self, report: ReportFn, phase: dict[str, Any], spec: dict[str, Any], final: bool,
+                 monitor: str, mode: str, is_rank0: bool) -> None:
+        self.report, self.phase, self.spec, self.final = report, phase, spec, final
+        self.monitor, self.mode, self.is_rank0 = monitor, mode, is_rank0
+        self.best = math.inf if mode == "min" else -math.inf
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics.update(phase=self.phase["name"], phase_epoch=trainer.current_epoch + 1)
+        value = metrics.get(self.monitor, math.nan)
+        improved = not math.isnan(value) and (value < self.best if self.mode == "min" else value > self.best)
+        if improved:
+            self.best = value
+        last = trainer.current_epoch + 1 >= self.phase["epochs"]
+        attach = self.is_rank0 and ((self.final and improved) or (not self.final and last))
+        if not attach:
+            self.report(metrics, None)
+            return
+        with tempfile.TemporaryDirectory(prefix="neuroray-ckpt-") as tmp:
+            save_checkpoint(Path(tmp), module, self.phase, self.spec, metrics)  # type: ignore[arg-type]
+            self.report(metrics, tmp)
+
+
+def run_phases(cfg: dict[str, Any], get_shard: ShardFn, report: ReportFn,
+               lightning_kwargs: dict[str, Any] | None = None,
+               prepare: Callable[[L.Trainer], L.Trainer] | None = None, is_rank0: bool = True) -> None:
+    """Fit every phase in order; a phase with ``from`` starts from that phase's weights.
+
+    ``cfg``: phases (dicts), spec ({modality, spec}), seed, metric, mode, tensorboard_dir, trial_name, threads.
+    """
+    torch.set_num_threads(max(1, int(cfg.get("threads", 1))))
+    spec = spec_from_dict(cfg["spec"]["modality"], cfg["spec"]["spec"])
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    phases = cfg["phases"]
+    for i, phase in enumerate(phases):
+        L.seed_everything(cfg["seed"] * 1000 + i, workers=False, verbose=False)
+        module = registry.build(phase["trainable"], spec, phase.get("hparams") or {}, target=phase.get("target"))
+        if phase.get("from"):
+            # Carry over every tensor whose name and shape match (the encoder); heads stay fresh.
+            own = module.state_dict()
+            carried = {k: v for k, v in states[phase["from"]].items() if k in own and own[k].shape == v.shape}
+            module.load_state_dict(carried, strict=False)
+        final = i == len(phases) - 1
+        monitor, mode = (cfg["metric"], cfg["mode"]) if final else (module.monitor, module.mode)
+        logger: Any = False
+        if cfg.get("tensorboard_dir") and is_rank0:
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            logger = TensorBoardLogger(save_dir=cfg["tensorboard_dir"], name=cfg["trial_name"],
+                                       version=phase["name"], default_hp_metric=False)
+        trainer = L.Trainer(
+            max_epochs=phase["epochs"], logger=logger, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+            log_every_n_steps=1, deterministic=False,
+            callbacks=[EpochReporter(report, phase, cfg["spec"], final, monitor, mode, is_rank0)],
+            **(lightning_kwargs or {"accelerator": "auto", "devices": 1}),
+        )
+        if prepare is not None:
+            trainer = prepare(trainer)
+        bs = int(phase["batch_size"])
+        trainer.fit(module, train_dataloaders=Batches(get_shard, "train", bs, True, cfg["seed"]),
+                    val_dataloaders=Batches(get_shard, "val", bs, False, cfg["seed"]))
+        states[phase["name"]] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def torchtrainer_worker_loop(cfg: dict[str, Any]) -> None:
+    """``train_loop_per_worker`` for the TorchTrainer engine (runs in each Train worker)."""
+    import ray.train
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
+
+    from neuroray.platform.session import configure_data_context
+
+    configure_data_context()
+    rank0 = ray.train.get_context().get_world_rank() == 0
+
+    def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        ckpt = ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
+        ray.train.report(metrics, checkpoint=ckpt)
+
+    run_phases(
+        cfg, get_shard=ray.train.get_dataset_shard, report=report, is_rank0=rank0, prepare=prepare_trainer,
+        lightning_kwargs={"accelerator": "auto", "devices": "auto", "strategy": RayDDPStrategy(),
+                          "plugins": [RayLightningEnvironment()]},
+    )

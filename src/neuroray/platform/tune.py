@@ -1,0 +1,165 @@
+"""Run an experiment: matrix cells × Optuna samples as Tune trials, each a function trainable.
+
+A single-worker trial runs the train loop inside its (reused) trial actor; a multi-worker or
+multi-GPU trial launches a Train V2 ``TorchTrainer`` from the trial function, with Tune's report
+callback passed into the trainer's RunConfig (``Tuner(trainer)`` is gone in Train V2).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
+
+from neuroray.datasets.shards import ShardSet
+from neuroray.errors import ConfigError
+from neuroray.platform import ingest, session
+from neuroray.platform.searcher import MatrixSearcher
+from neuroray.platform.tracking import trial_label, wandb_callback
+from neuroray.platform.train import run_phases, torchtrainer_worker_loop
+from neuroray.search_spaces.experiment import LoadedExperiment
+from neuroray.search_spaces.schema import Experiment
+
+
+DRIVER_CPU = 0.01
+
+
+def choose_engine(exp: Experiment) -> str:
+    r = exp.resources
+    spread = r.workers > 1 or (r.gpus_per_worker > 1)
+    if r.engine == "actor" and spread:
+        raise ConfigError("resources.engine: 'actor' runs one worker in the trial actor; "
+                          f"workers={r.workers}, gpus_per_worker={r.gpus_per_worker} needs 'torchtrainer' or 'auto'")
+    if r.engine == "auto":
+        return "torchtrainer" if spread else "actor"
+    return r.engine
+
+
+def loop_config(exp: Experiment, shard_set: ShardSet, seed: int, metric: str, mode: str,
+                tensorboard_dir: str | None, trial_name: str) -> dict[str, Any]:
+    return {
+        "phases": [p.model_dump(by_alias=True) for p in exp.phases],
+        "spec": {"modality": shard_set.manifest["modality"], "spec": shard_set.manifest["spec"]},
+        "seed": seed, "metric": metric, "mode": mode,
+        "tensorboard_dir": tensorboard_dir, "trial_name": trial_name,
+        "threads": exp.resources.cpus_per_worker,
+    }
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial needs besides its config; shipped once through ``tune.with_parameters``."""
+
+    loaded: LoadedExperiment
+    shard_set: ShardSet
+    metric: str
+    mode: str
+    run_dir: str
+    tensorboard_dir: str | None
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any]) -> None:
+    """The Tune function trainable: resolve this trial's experiment, then fit it on its engine."""
+    exp = ctx.loaded.resolve(config["arm"], config["seed"], config.get("params"))
+    trial_id = tune.get_context().get_trial_id()
+    name = trial_label(config, trial_id)
+    cfg = loop_config(exp, ctx.shard_set, config["seed"], ctx.metric, ctx.mode, ctx.tensorboard_dir, name)
+    if choose_engine(exp) == "actor":
+        session.configure_data_context()
+
+        def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+
+        run_phases(cfg, get_shard=lambda split: datasets[split].iterator(), report=report)
+        return
+    _fit_with_torchtrainer(cfg, exp, datasets, Path(ctx.run_dir) / "train", name)
+
+
+def _fit_with_torchtrainer(cfg: dict[str, Any], exp: Experiment, datasets: dict[str, Any],
+                           storage: Path, name: str) -> None:
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    r = exp.resources
+    trainer = TorchTrainer(
+        torchtrainer_worker_loop,
+        train_loop_config=cfg,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=r.workers, use_gpu=r.gpus_per_worker > 0,
+            resources_per_worker={"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})},
+        ),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=str(storage), callbacks=[TuneReportCallback()],
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None),
+        ),
+        datasets=datasets,
+    )
+    trainer.fit()
+
+
+def _scheduler(exp: Experiment) -> TrialScheduler:
+    s = exp.scheduler
+    max_t = sum(p.epochs for p in exp.phases)
+    if s.type == "asha":
+        return ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(s.grace_period, max_t),
+                             reduction_factor=s.reduction_factor)
+    if s.type == "median":
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=s.grace_period, min_samples_required=2)
+    return FIFOScheduler()
+
+
+def max_concurrency(exp: Experiment, embedded: bool) -> int:
+    if exp.resources.max_concurrent_trials:
+        return exp.resources.max_concurrent_trials
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    if embedded:
+        cpus -= session.logical_cpus() - (os.cpu_count() or 1)  # the CPUs held back for Ray Data
+    else:
+        cpus -= 1  # one CPU left for Ray Data tasks on a joined cluster
+    per_trial = exp.resources.workers * exp.resources.cpus_per_worker
+    return max(1, int(cpus // per_trial))
+
+
+def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
+                   embedded: bool = True, verbose: int = 1) -> tune.ResultGrid:
+    """Run every trial of the experiment under Tune; returns Tune's ResultGrid."""
+    exp = loaded.model
+    metric, mode = loaded.metric
+    engine = choose_engine(exp)
+    run_dir = storage / exp.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    datasets = ingest.load_datasets(shard_set, cache=exp.data.cache)
+    ctx = TrialContext(loaded=loaded, shard_set=shard_set, metric=metric, mode=mode, run_dir=str(run_dir),
+                       tensorboard_dir=str(run_dir / "tensorboard"))
+    trainable = tune.with_parameters(run_trial, ctx=ctx, datasets=datasets)
+    r = exp.resources
+    if engine == "actor":
+        trainable = tune.with_resources(trainable, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker})
+    else:
+        # The trial function only drives the TorchTrainer; its workers hold the real resources. A
+        # token CPU share (Tune refuses an empty request) keeps the driver schedulable anywhere.
+        trainable = tune.with_resources(trainable, {"cpu": DRIVER_CPU})
+    searcher = MatrixSearcher(loaded.cells(), loaded.space(), exp.search.num_samples, metric, mode,
+                              sampler=exp.search.sampler)
+    callbacks = [cb for cb in [wandb_callback(exp.name, run_dir)] if cb is not None]
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=metric, mode=mode, search_alg=searcher, scheduler=_scheduler(exp),
+            num_samples=searcher.total, max_concurrent_trials=max_concurrency(exp, embedded),
+            reuse_actors=engine == "actor",
+            trial_name_creator=lambda t: trial_label(t.config, t.trial_id),
+            trial_dirname_creator=lambda t: trial_label(t.config, t.trial_id),
+        ),
+        run_config=tune.RunConfig(
+            name=exp.name, storage_path=str(storage.resolve()), callbacks=callbacks, verbose=verbose,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        ),
+    )
+    return tuner.fit()

@@ -1,0 +1,223 @@
+"""Load an experiment file, expand its matrix and resolve one trial's concrete configuration.
+
+Everything here runs before Ray starts, so a typo costs a second, not a cluster allocation.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from neuroray.errors import ConfigError
+from neuroray.search_spaces import distributions
+from neuroray.search_spaces.schema import Experiment, allowed_keys
+from neuroray.trainables import base as registry
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: experiment file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the experiment file must be a mapping of keys (name, data, phases, ...)")
+    return raw
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the last element of ``loc``."""
+    import typing
+
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return None
+        ann = field.annotation
+        for arg in (ann, *typing.get_args(ann), *(a for t in typing.get_args(ann) for a in typing.get_args(t))):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+                break
+        else:
+            current = ann
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _dotted(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = raw
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list) and part < len(node):
+            name = node[part].get("name") if isinstance(node[part], dict) else None
+            parts.append(str(name) if name else f"[{part}]")
+            node = node[part]
+            continue
+        if isinstance(part, str) and part.startswith(("function-", "tagged-union")):
+            continue
+        parts.append(str(part))
+        node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def validate(raw: dict[str, Any], source: str) -> Experiment:
+    try:
+        return Experiment.model_validate(raw)
+    except ValidationError as exc:
+        # A misspelled key also shows up as a "missing" one; name the misspelling first.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
+        loc = tuple(err["loc"])
+        key = _dotted(loc, raw)
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(Experiment, loc)
+            allowed = ", ".join(allowed_keys(owner)) if owner else "see the README"
+            raise ConfigError(f"{source}: unknown key {key!r}; allowed here: {allowed}") from None
+        if err["type"] == "missing":
+            raise ConfigError(f"{source}: missing required key {key!r}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        value = err.get("input")
+        shown = f" (got {value!r})" if not isinstance(value, dict | list) and err["type"] != "value_error" else ""
+        raise ConfigError(f"{source}: {key or 'experiment'}: {msg}{shown}") from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], where: str) -> dict[str, Any]:
+    """Set dotted keys (``phases.<name>.epochs``, ``search.num_samples``); ``phases.<name>: off`` drops a phase."""
+    out = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        parts = str(dotted).split(".")
+        if parts[0] == "phases":
+            if len(parts) < 2:
+                raise ConfigError(f"{where}.{dotted}: name a phase, e.g. phases.<phase>.epochs")
+            phases = out.get("phases") or []
+            idx = next((i for i, p in enumerate(phases) if isinstance(p, dict) and p.get("name") == parts[1]), None)
+            if idx is None:
+                names = [p.get("name") for p in phases if isinstance(p, dict)]
+                raise ConfigError(f"{where}.{dotted}: no phase named {parts[1]!r}; phases: {names}")
+            if len(parts) == 2:
+                if value is False or value is None:
+                    dropped = phases.pop(idx)["name"]
+                    for p in phases:
+                        if p.get("from") == dropped:
+                            p["from"] = phases[idx - 1]["name"] if idx > 0 and phases[idx - 1] is not p else None
+                    continue
+                raise ConfigError(f"{where}.{dotted}: a whole phase can only be switched off (use 'off')")
+            node: Any = phases[idx]
+            parts = parts[2:]
+        else:
+            node = out
+        for part in parts[:-1]:
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where}.{dotted}: {part!r} is not a mapping")
+            node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where}.{dotted}: cannot set a key inside a non-mapping value")
+        node[parts[-1]] = value
+    return out
+
+
+def _apply_params(raw: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Search parameters: a plain name sets that hparam on every phase that has it; dotted keys override."""
+    plain = {k: v for k, v in params.items() if "." not in k}
+    out = apply_overrides(raw, {k: v for k, v in params.items() if "." in k}, "search.space")
+    for phase in out.get("phases", []):
+        fields = registry.hparam_fields(phase["trainable"])
+        for k, v in plain.items():
+            if k in fields:
+                phase.setdefault("hparams", {})[k] = v
+    return out
+
+
+@dataclass(frozen=True)
+class Cell:
+    arm: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class LoadedExperiment:
+    """A validated experiment file: the raw mapping (for trials) and its checked model."""
+
+    raw: dict[str, Any]
+    model: Experiment
+    source: str
+    smoke: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def arms(self) -> list[str]:
+        return list(self.model.matrix.arm)
+
+    def cells(self) -> list[Cell]:
+        return [Cell(a, s) for a in self.model.matrix.arm for s in self.model.matrix.seed]
+
+    def space(self) -> dict[str, distributions.Distribution]:
+        return {k: distributions.parse(v, f"search.space.{k}") for k, v in self.model.search.space.items()}
+
+    def resolve(self, arm: str, seed: int, params: dict[str, Any] | None = None) -> Experiment:
+        """The concrete experiment one trial runs: arm overrides, then search params."""
+        raw = apply_overrides(self.raw, self.model.matrix.arm[arm], f"matrix.arm.{arm}")
+        raw = _apply_params(raw, params or {})
+        exp = validate(raw, f"{self.source} (arm {arm})")
+        for phase in exp.phases:
+            registry.validate_hparams(phase.trainable, phase.hparams, where=f"phases.{phase.name}.hparams")
+        return exp
+
+    @property
+    def metric(self) -> tuple[str, str]:
+        if self.model.metric is not None:
+            return self.model.metric.name, self.model.metric.mode
+        last = registry.get(self.model.phases[-1].trainable)
+        return last.monitor, last.mode
+
+
+def _smoke(raw: dict[str, Any], model: Experiment) -> dict[str, Any]:
+    out = apply_overrides(raw, model.smoke.overrides, "smoke.overrides")
+    out["name"] = f"{raw['name']}-smoke"
+    for phase in out["phases"]:
+        phase["epochs"] = min(int(phase["epochs"]), model.smoke.epochs)
+    search = out.setdefault("search", {})
+    search["num_samples"] = min(int(search.get("num_samples", 1)), model.smoke.num_samples)
+    matrix = out.setdefault("matrix", {})
+    matrix["seed"] = list(matrix.get("seed", [0]))[: model.smoke.seeds]
+    return out
+
+
+def load(path: str | Path, smoke: bool = False) -> LoadedExperiment:
+    """Read and fully validate an experiment file: schema, every arm, trainables, hparams, search space."""
+    source = str(path)
+    raw = read_yaml(path)
+    model = validate(raw, source)
+    if smoke:
+        raw = _smoke(raw, model)
+        model = validate(raw, source)
+    loaded = LoadedExperiment(raw=raw, model=model, source=source, smoke=smoke)
+    for phase in model.phases:
+        registry.get(phase.trainable)
+    space = loaded.space()
+    for key in space:
+        if "." not in key and not any(key in registry.hparam_fields(p.trainable) for p in model.phases):
+            raise ConfigError(f"{source}: search.space.{key}: no phase's trainable has a hyper-parameter {key!r}")
+    for dist in space.values():
+        dist.to_optuna()
+    for arm in loaded.arms:
+        probe = {k: (d.choices[0] if d.kind == "choice" else d.low) for k, d in space.items()}
+        loaded.resolve(arm, model.matrix.seed[0], probe)
+    return loaded

@@ -1,0 +1,127 @@
+"""The experiment file: YAML → validated models. Unknown keys and wrong types fail with one line.
+
+Reading an experiment file should tell what runs: data, phases, matrix (named arms × seeds),
+search (Optuna space), scheduler, metric, resources. ``matrix`` and ``search`` stay apart because
+Ray's OptunaSearch cannot take grid parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SyntheticEEG(Strict):
+    """Planted-signal EEG windows written through the real shard writer."""
+
+    kind: Literal["synthetic_eeg"]
+    n_subjects: int = Field(16, ge=3)
+    windows_per_subject: int = Field(60, ge=1)
+    n_chans: int = Field(20, ge=1)
+    n_times: int = Field(200, ge=8)
+    sfreq: float = Field(100.0, gt=0)
+    seed: int = 0
+
+
+class Data(Strict):
+    shards: str
+    prepare: SyntheticEEG | None = None
+    verify: Literal["sha256", "size", "none"] = "sha256"
+    cache: Literal["auto", "memory", "stream"] = "auto"
+
+
+class Phase(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    trainable: str
+    epochs: int = Field(ge=1)
+    target: str | None = None
+    from_: str | None = Field(None, alias="from")
+    batch_size: int = Field(64, ge=1)
+    hparams: dict[str, Any] = Field(default_factory=dict)
+
+
+class Matrix(Strict):
+    arm: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": {}})
+    seed: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+    @field_validator("arm")
+    @classmethod
+    def _arms(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if not v:
+            raise ValueError("needs at least one arm")
+        for name, overrides in v.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
+                raise ValueError(f"arm name {name!r} may use letters, digits, _ . -")
+            if overrides is None:
+                v[name] = {}
+        return v
+
+
+class Search(Strict):
+    sampler: Literal["tpe", "random", "cmaes"] = "tpe"
+    num_samples: int = Field(1, ge=1)
+    space: dict[str, Any] = Field(default_factory=dict)
+
+
+class Scheduler(Strict):
+    type: Literal["asha", "median", "none"] = "none"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class Metric(Strict):
+    name: str
+    mode: Literal["min", "max"]
+
+
+class Resources(Strict):
+    workers: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    engine: Literal["auto", "actor", "torchtrainer"] = "auto"
+    max_concurrent_trials: int | None = Field(None, ge=1)
+
+
+class Smoke(Strict):
+    """What ``--smoke`` changes: caps plus any dotted overrides, like an arm."""
+
+    epochs: int = Field(2, ge=1)
+    num_samples: int = Field(1, ge=1)
+    seeds: int = Field(2, ge=1)
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class Experiment(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    data: Data
+    phases: list[Phase] = Field(min_length=1)
+    matrix: Matrix = Field(default_factory=Matrix)
+    search: Search = Field(default_factory=Search)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    metric: Metric | None = None
+    resources: Resources = Field(default_factory=Resources)
+    smoke: Smoke = Field(default_factory=Smoke)
+    storage: str | None = None
+
+    @model_validator(mode="after")
+    def _phase_chain(self) -> Experiment:
+        seen: list[str] = []
+        for p in self.phases:
+            if p.name in seen:
+                raise ValueError(f"phases: duplicate phase name {p.name!r}")
+            if p.from_ is not None and p.from_ not in seen:
+                raise ValueError(f"phases.{p.name}.from: {p.from_!r} is not an earlier phase; "
+                                 f"earlier phases: {seen or 'none'}")
+            seen.append(p.name)
+        return self
+
+
+def allowed_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]

@@ -1,0 +1,129 @@
+"""Task base and registry: a trainable is a LightningModule built from (spec, hparams).
+
+Each task declares what it monitors (``monitor``/``mode``) and its hyper-parameters as a typed
+dataclass; the platform finds tasks by registry name and validates hparams before anything runs.
+This module imports no Ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+
+from neuroray.datasets.spec import Spec
+from neuroray.errors import ConfigError
+
+
+@dataclass
+class TaskHparams:
+    """Hyper-parameters every task takes; subclasses add their own fields."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+
+
+class Task(L.LightningModule):
+    """Base of every registered trainable."""
+
+    name: ClassVar[str] = ""
+    modality: ClassVar[str] = ""
+    monitor: ClassVar[str] = "val/loss"
+    mode: ClassVar[str] = "min"
+    Hparams: ClassVar[type[TaskHparams]] = TaskHparams
+
+    def __init__(self, spec: Spec, hparams: Mapping[str, Any] | TaskHparams | None = None,
+                 target: str | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.hp = hparams if isinstance(hparams, TaskHparams) else validate_hparams(self.name, hparams or {})
+        self.target = target
+        self.save_hyperparameters({"trainable": self.name, "target": target, **dataclasses.asdict(self.hp)})
+
+    def example_input(self, batch_size: int = 2) -> torch.Tensor:
+        """A zero input of the right shape, for export and smoke tests."""
+        return torch.zeros(batch_size, *getattr(self.spec, "shape"))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.hp.lr, weight_decay=self.hp.weight_decay)
+
+
+_REGISTRY: dict[str, type[Task]] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"trainable name {cls.name!r} is empty or already registered")
+    if cls.mode not in ("min", "max"):
+        raise ValueError(f"{cls.__name__}.mode must be 'min' or 'max'")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers their tasks; kept lazy so `base` stays import-light.
+    from neuroray.trainables import eeg  # noqa: F401
+
+
+def available() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Task]:
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown trainable {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation) if isinstance(annotation, type) else True
+
+
+def describe_type(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def hparam_fields(name: str) -> dict[str, Any]:
+    cls = get(name).Hparams
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def validate_hparams(name: str, values: Mapping[str, Any], where: str = "hparams") -> TaskHparams:
+    """Typed hparams for trainable ``name``; unknown keys and wrong types name what is allowed."""
+    fields = hparam_fields(name)
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{where}.{key}: unknown hyper-parameter for trainable {name!r}; "
+                              f"allowed: {', '.join(sorted(fields))}")
+        if not _type_ok(value, fields[key]):
+            raise ConfigError(f"{where}.{key}: {value!r} is not {describe_type(fields[key])}")
+    coerced = {k: float(v) if fields[k] is float else v for k, v in values.items()}
+    return get(name).Hparams(**coerced)
+
+
+def build(name: str, spec: Spec, hparams: Mapping[str, Any] | None = None, target: str | None = None) -> Task:
+    cls = get(name)
+    if spec.modality != cls.modality:
+        raise ConfigError(f"trainable {name!r} takes {cls.modality!r} data; the shard set is {spec.modality!r}")
+    return cls(spec, hparams or {}, target=target)

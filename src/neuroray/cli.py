@@ -7,6 +7,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from neuroray import __version__
 from neuroray.errors import NeurorayError
@@ -15,7 +16,7 @@ EXIT_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, like every other bad input
         print(f"error: {message} (see `neuroray {self.prog.split()[-1]} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 

@@ -19,7 +19,8 @@ def test_target_is_planted_in_alpha_power() -> None:
 
 def test_shard_set_is_split_by_subject_and_train_normalized(small_eeg: Path) -> None:
     s = open_shard_set(small_eeg)
-    subjects = {split: set(s.read_split(split, ["subject"])["subject"].to_pylist()) for split in ("train", "val", "test")}
+    subjects = {split: set(s.read_split(split, ["subject"])["subject"].to_pylist())
+                for split in ("train", "val", "test")}
     assert not subjects["train"] & subjects["val"] and not subjects["train"] & subjects["test"]
     assert not subjects["val"] & subjects["test"]
     x = tensor_column_to_numpy(s.read_split("train")["x"])

@@ -33,7 +33,7 @@ def test_demo_file_loads_and_expands() -> None:
     assert smoke.model.data.shards != loaded.model.data.shards
 
 
-BAD = [
+BAD = [  # one (edit, expected message) per line
     (lambda r: r["phases"][0].update(epochz=3), "unknown key 'phases.fit.epochz'; allowed here: name, trainable, epochs"),
     (lambda r: r.update(metrics={"name": "x"}), "unknown key 'metrics'; allowed here: name, description, data"),
     (lambda r: r["phases"][0].update(epochs="many"), "phases.fit.epochs: Input should be a valid integer"),

@@ -27,7 +27,8 @@ def _checkpoint_path(result: tune.Result, history: pd.DataFrame) -> str | None:
 def trial_rows(grid: tune.ResultGrid, metric: str, mode: str) -> pd.DataFrame:
     """One row per trial: its cell, params, and the metrics of its best epoch in the final phase."""
     rows: list[dict[str, Any]] = []
-    for result in grid:
+    for i in range(len(grid)):
+        result = grid[i]
         cfg = result.config or {}
         history = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
         row: dict[str, Any] = {

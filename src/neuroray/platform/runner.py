@@ -38,8 +38,8 @@ def ensure_shards(loaded: LoadedExperiment) -> ShardSet:
     root = Path(data.shards)
     if not (root / "manifest.json").is_file():
         if data.prepare is None:
-            raise NeurorayError(f"data.shards: {root} has no shard set and the experiment has no data.prepare; "
-                                "run `neuroray prepare ...` first or add data.prepare")
+            raise NeurorayError(f"data.shards: {root} has no shard set and the experiment has no "
+                                "data.prepare; run `neuroray prepare ...` first or add data.prepare")
         params = data.prepare.model_dump(exclude={"kind"})
         print(f"preparing {data.prepare.kind} shard set at {root} ...", flush=True)
         write_synthetic_eeg(root, overwrite=root.exists(), **params)
@@ -62,7 +62,8 @@ def check_storage(storage: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise NeurorayError(f"--storage {storage}: not writable ({e.strerror}); choose a folder you can write") from None
+        raise NeurorayError(f"--storage {storage}: not writable ({e.strerror}); "
+                            "choose a folder you can write") from None
 
 
 def run(loaded: LoadedExperiment, storage: str | Path = "runs", address: str | None = None,

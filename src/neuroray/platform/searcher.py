@@ -56,7 +56,7 @@ class MatrixSearcher(Searcher):
     def total(self) -> int:
         return self.num_samples * len(self.cells)
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if not any(self.remaining):
             return Searcher.FINISHED
         for _ in range(len(self.cells)):

@@ -26,7 +26,6 @@ from neuroray.platform.train import run_phases, torchtrainer_worker_loop
 from neuroray.search_spaces.experiment import LoadedExperiment
 from neuroray.search_spaces.schema import Experiment
 
-
 DRIVER_CPU = 0.01
 
 
@@ -92,10 +91,11 @@ def _fit_with_torchtrainer(cfg: dict[str, Any], exp: Experiment, datasets: dict[
         train_loop_config=cfg,
         scaling_config=ray.train.ScalingConfig(
             num_workers=r.workers, use_gpu=r.gpus_per_worker > 0,
-            resources_per_worker={"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})},
+            resources_per_worker={"CPU": r.cpus_per_worker,
+                                  **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})},
         ),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=str(storage), callbacks=[TuneReportCallback()],
+            name=name, storage_path=str(storage), callbacks=[TuneReportCallback()],  # type: ignore[list-item]
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None),
         ),
         datasets=datasets,
@@ -147,7 +147,7 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
         trainable = tune.with_resources(trainable, {"cpu": DRIVER_CPU})
     searcher = MatrixSearcher(loaded.cells(), loaded.space(), exp.search.num_samples, metric, mode,
                               sampler=exp.search.sampler)
-    callbacks = [cb for cb in [wandb_callback(exp.name, run_dir)] if cb is not None]
+    callbacks: list[Any] = [cb for cb in [wandb_callback(exp.name, run_dir)] if cb is not None]
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

@@ -42,8 +42,9 @@ def parse(text: Any, where: str) -> Distribution:
     kind = kind.strip()
     if kind not in KINDS:
         raise ConfigError(f"{where}: unknown distribution {kind!r}; allowed: {ALLOWED}")
+    args: tuple[Any, ...]
     try:
-        args = ast.literal_eval(f"({rest[:-1]},)") if rest[:-1].strip() else ()
+        args = tuple(ast.literal_eval(f"({rest[:-1]},)")) if rest[:-1].strip() else tuple()
     except (ValueError, SyntaxError):
         raise ConfigError(f"{where}: cannot read the arguments of {text!r}; allowed: {ALLOWED}") from None
     if kind == "choice":

@@ -47,7 +47,7 @@ class Phase(Strict):
 
 
 class Matrix(Strict):
-    arm: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": {}})
+    arm: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": dict[str, Any]()})
     seed: list[int] = Field(default_factory=lambda: [0], min_length=1)
 
     @field_validator("arm")

@@ -13,6 +13,10 @@ class NRMSE(Metric):
     Null targets (NaN) are ignored.
     """
 
+    sse: torch.Tensor
+    sum_y: torch.Tensor
+    sum_y2: torch.Tensor
+    n: torch.Tensor
     full_state_update = False
     higher_is_better = False
 

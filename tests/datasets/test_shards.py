@@ -72,3 +72,11 @@ def test_split_groups_is_disjoint_reproducible_and_covers_all() -> None:
 def test_manifest_is_plain_json(tmp_path: Path) -> None:
     _write(tmp_path / "set")
     json.loads((tmp_path / "set" / "manifest.json").read_text())
+
+
+def test_relative_root_becomes_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray read tasks run in another working directory: file paths handed to them must be absolute."""
+    _write(tmp_path / "set")
+    monkeypatch.chdir(tmp_path)
+    s = open_shard_set("set")
+    assert s.root.is_absolute() and all(Path(f).is_absolute() for f in s.files("train"))

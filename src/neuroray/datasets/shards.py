@@ -188,8 +188,11 @@ def tensor_column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: str = "sha256") -> ShardSet:
-    """Open and verify a shard set; refuses a missing manifest, changed files or a different spec."""
-    root = Path(root)
+    """Open and verify a shard set; refuses a missing manifest, changed files or a different spec.
+
+    The root is made absolute: Ray tasks that read the files run in other working directories.
+    """
+    root = Path(root).resolve()
     mpath = root / MANIFEST
     if not mpath.is_file():
         raise ShardSetError(f"{root}: no {MANIFEST}; not a shard set (or an interrupted write). "

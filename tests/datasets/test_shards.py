@@ -69,9 +69,12 @@ def test_split_groups_is_disjoint_reproducible_and_covers_all() -> None:
         split_groups(["a", "b"])
 
 
-def test_manifest_is_plain_json(tmp_path: Path) -> None:
+def test_manifest_is_plain_json_with_every_design_field(tmp_path: Path) -> None:
     _write(tmp_path / "set")
-    json.loads((tmp_path / "set" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    assert {"schema_version", "modality", "spec", "columns", "rows", "preprocessing", "normalization",
+            "sources", "skipped", "created_by", "files"} <= set(manifest)
+    assert manifest["spec"] == {"n_chans": 3, "n_times": 10, "sfreq": 50.0, "ch_names": []}
 
 
 def test_relative_root_becomes_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

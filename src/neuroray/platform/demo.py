@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from neuroray.datasets.shards import open_shard_set
 from neuroray.errors import NeurorayError
 from neuroray.platform.export import PARITY_TOL, export_checkpoint
 from neuroray.platform.runner import print_summary, run
@@ -30,7 +29,7 @@ def demo(storage: Path = Path("runs"), smoke: bool = False, address: str | None 
     if best is None:
         print("no trial finished; nothing to export")
         return 1
-    result = export_checkpoint(best["checkpoint"], open_shard_set(loaded.model.data.shards), summary.run_dir / "export")
+    result = export_checkpoint(best["checkpoint"], summary.shard_set, summary.run_dir / "export")
     ok = result.max_abs_diff <= PARITY_TOL
     print(f"ONNX: {result.path} — onnxruntime vs torch max |Δ| = {result.max_abs_diff:.2e} on "
           f"{result.n_windows} validation windows ({'ok' if ok else 'FAILED'}: tolerance {PARITY_TOL:g})")

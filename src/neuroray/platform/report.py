@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from ray import tune
+
+from neuroray.datasets.shards import atomic_write
 
 RUN_INFO = "run.json"
 RESULT_COLUMNS = ["trial_id", "arm", "seed", "status", "epochs", "checkpoint"]
@@ -90,20 +91,14 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join([head, sep, *body])
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_reports(run_dir: Path, df: pd.DataFrame, name: str, metric: str, mode: str,
                   arms: list[str], shards: str | None = None) -> pd.DataFrame:
     """results.csv/.parquet (one row per trial) and report.md (per-arm comparison); returns the arm table."""
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {"name": name, "metric": metric, "mode": mode, "arms": arms, "shards": shards}
-    _atomic_write(run_dir / RUN_INFO, lambda p: p.write_text(json.dumps(info, indent=2)))
-    _atomic_write(run_dir / "results.csv", lambda p: df.to_csv(p, index=False))
-    _atomic_write(run_dir / "results.parquet", lambda p: df.to_parquet(p, index=False))
+    atomic_write(run_dir / RUN_INFO, lambda p: p.write_text(json.dumps(info, indent=2)))
+    atomic_write(run_dir / "results.csv", lambda p: df.to_csv(p, index=False))
+    atomic_write(run_dir / "results.parquet", lambda p: df.to_parquet(p, index=False))
     table = arm_table(df, metric, mode, arms)
     best = best_trial(df, metric, mode)
     lines = [
@@ -117,7 +112,7 @@ def write_reports(run_dir: Path, df: pd.DataFrame, name: str, metric: str, mode:
         lines += ["", f"Best trial: `{best['trial_id']}` (arm {best['arm']}, seed {best['seed']}): "
                   f"{metric} = {best[metric]:.4f}; checkpoint `{best['checkpoint']}`."]
     lines += ["", "## All trials", "", markdown_table(df.drop(columns=["checkpoint", "error"], errors="ignore")), ""]
-    _atomic_write(run_dir / "report.md", lambda p: p.write_text("\n".join(lines)))
+    atomic_write(run_dir / "report.md", lambda p: p.write_text("\n".join(lines)))
     return table
 
 

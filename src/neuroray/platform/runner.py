@@ -20,6 +20,7 @@ from neuroray.trainables import base as registry
 @dataclass
 class RunSummary:
     name: str
+    shard_set: ShardSet
     run_dir: Path
     metric: str
     mode: str
@@ -72,17 +73,16 @@ def run(loaded: LoadedExperiment, storage: str | Path = "runs", address: str | N
     storage = Path(loaded.model.storage or storage).resolve()
     check_storage(storage)
     shard_set = ensure_shards(loaded)
-    where = session.start(address)
-    print(f"neuroray: {loaded.name} on {where}; {len(loaded.cells())} cells × "
+    conn = session.start(address)
+    print(f"neuroray: {loaded.name} on {conn.description}; {len(loaded.cells())} cells × "
           f"{loaded.model.search.num_samples} samples", flush=True)
     metric, mode = loaded.metric
-    grid = run_experiment(loaded, shard_set, storage, embedded=address is None and "joined" not in where,
-                          verbose=verbose)
+    grid = run_experiment(loaded, shard_set, storage, embedded=conn.embedded, verbose=verbose)
     run_dir = storage / loaded.name
     trials = report.trial_rows(grid, metric, mode)
     arms = report.write_reports(run_dir, trials, loaded.name, metric, mode, loaded.arms,
                                 shards=str(shard_set.root.resolve()))
-    return RunSummary(loaded.name, run_dir, metric, mode, trials, arms, time.time() - start)
+    return RunSummary(loaded.name, shard_set, run_dir, metric, mode, trials, arms, time.time() - start)
 
 
 def print_summary(summary: RunSummary) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 import ray
 
@@ -38,30 +39,29 @@ def configure_data_context() -> None:
     ctx.enable_operator_progress_bars = False
 
 
-def start(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> str:
-    """Connect to Ray; returns a one-line description. Reuses an already-initialized Ray (tests)."""
+@dataclass(frozen=True)
+class Connection:
+    description: str
+    embedded: bool  # this process started Ray (and holds back logical CPUs for Ray Data)
+
+
+def start(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> Connection:
+    """Connect to Ray. Reuses an already-initialized (embedded) Ray, as the test session does."""
     apply_default_env()
     if ray.is_initialized():
         configure_data_context()
-        return "using the already-initialized Ray"
+        return Connection("the already-initialized Ray", embedded=True)
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
-        where = f"joined Ray at {address}"
-    else:
-        # address="local" always starts a fresh instance: a stale ray_current_cluster file left by an
-        # earlier `ray start` must not turn an embedded run into a failed connection.
-        ray.init(
-            address="local",
-            num_cpus=num_cpus or logical_cpus(),
-            num_gpus=num_gpus,
-            include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            logging_level=logging.WARNING,
-        )
-        where = f"embedded Ray ({int(ray.cluster_resources().get('CPU', 0))} logical CPUs)"
+        configure_data_context()
+        return Connection(f"joined Ray at {address}", embedded=False)
+    # address="local" always starts a fresh instance: a stale ray_current_cluster file left by an
+    # earlier `ray start` must not turn an embedded run into a failed connection.
+    ray.init(address="local", num_cpus=num_cpus or logical_cpus(), num_gpus=num_gpus, include_dashboard=True,
+             dashboard_host="127.0.0.1", logging_level=logging.WARNING)
     configure_data_context()
-    return where
+    return Connection(f"embedded Ray ({int(ray.cluster_resources().get('CPU', 0))} logical CPUs)", embedded=True)
 
 
 def stop() -> None:

@@ -80,7 +80,6 @@ class EEGRegressor(Task):
         super().__init__(spec, hparams, target=target or "y")
         self.encoder = ENCODERS[self.hp.encoder](spec.n_chans, spec.n_times, self.hp.n_filters, self.hp.dropout)
         self.head = nn.Linear(self.hp.n_filters, 1)
-        self.target_col: str = target or "y"
         self.val_nrmse = NRMSE()
         self.val_r = PearsonCorrCoef()
 
@@ -88,7 +87,7 @@ class EEGRegressor(Task):
         return self.head(self.encoder(x)).squeeze(-1)
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        y = batch[self.target_col].float()
+        y = batch[str(self.target)].float()
         pred = self(batch["x"].float())
         keep = ~torch.isnan(y)
         loss = nn.functional.mse_loss(pred[keep], y[keep]) if keep.any() else pred.sum() * 0.0

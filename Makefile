@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade uv
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -c constraints.txt -e ".[dev]"
+	$(BIN)/python scripts/torchaudio_cpu_fallback.py
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -32,3 +32,38 @@ def small_eeg(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("shards") / "eeg"
     write_synthetic_eeg(out, n_subjects=8, windows_per_subject=40, n_chans=8, n_times=100, seed=3)
     return out
+
+
+# A synthetic HBN tree (real R1 sidecars, synthetic signals) and its challenge1 shard set, once per session.
+# 20 subjects, one CCD run each, at 100 Hz: ~250 MB, the smallest tree the acceptance asks for.
+N_SUBJECTS = 20
+C1_ARGS = ["--target", "challenge1", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def c1_args() -> list[str]:
+    return list(C1_ARGS)
+
+
+@pytest.fixture(scope="session")
+def n_subjects() -> int:
+    return N_SUBJECTS
+
+
+@pytest.fixture(scope="session")
+def hbn_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from neuroray.cli import main
+
+    out = tmp_path_factory.mktemp("bids") / "hbn"
+    assert main(["prepare", "eeg", "--synthetic-hbn", str(N_SUBJECTS), "--synthetic-sfreq", "100",
+                 "--synthetic-runs", "1", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def c1_shards(hbn_tree: Path, ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from neuroray.cli import main
+
+    out = tmp_path_factory.mktemp("shards") / "c1"
+    assert main(["prepare", "eeg", "--bids", str(hbn_tree), "--out", str(out), *C1_ARGS]) == 0
+    return out

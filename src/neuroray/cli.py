@@ -1,10 +1,12 @@
-"""`neuroray {demo,run,report,export,list}`; ``main(argv)`` returns the exit code (tests call it)."""
+"""`neuroray {prepare,demo,run,report,export,list}`; ``main(argv)`` returns the exit code (tests call it)."""
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -51,9 +53,78 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--trial", default="best", help="best | TRIAL_ID")
     e.add_argument("--out", default=None, help="output folder (default: RUN_DIR/export)")
 
+    pr = sub.add_parser("prepare", help="raw data → a shard set (Parquet + manifest)")
+    kinds = pr.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    _prepare_eeg_args(kinds.add_parser("eeg", help="EEG recordings (BIDS/HBN, EEGLAB, EDF/BDF, BrainVision, FIF) "
+                                       "→ windows for challenge1 | challenge2 | pretrain"))
+
     ls = sub.add_parser("list", help="list registered things")
     ls.add_argument("what", choices=["trainables"])
     return p
+
+
+def _prepare_eeg_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--bids", help="BIDS root (HBN layout: sub-*/eeg/sub-*_task-*[_run-*]_eeg.set)")
+    src.add_argument("--synthetic-hbn", type=int, metavar="N",
+                     help="write an HBN-shaped synthetic BIDS tree with N subjects at --out (real R1 sidecars)")
+    p.add_argument("--out", required=True, help="output folder (shard set, or the BIDS tree with --synthetic-hbn)")
+    p.add_argument("--target", choices=["challenge1", "challenge2", "pretrain"], default="challenge1",
+                   help="challenge1: CCD response time; challenge2: externalizing (+p_factor, ...); "
+                   "pretrain: unlabeled windows (movies carry stimulus times). Default: challenge1")
+    p.add_argument("--tasks", default=None, help="comma-separated BIDS tasks (default: contrastChangeDetection "
+                   "for challenge1, all tasks otherwise)")
+    p.add_argument("--subjects", default=None, help="comma-separated subject labels (default: all)")
+    p.add_argument("--sfreq", type=float, default=100.0, help="resample to this rate in Hz (default 100)")
+    p.add_argument("--l-freq", type=float, default=0.5, help="band-pass low edge in Hz (default 0.5; 0 = none)")
+    p.add_argument("--h-freq", type=float, default=40.0, help="band-pass high edge in Hz (default 40; 0 = none)")
+    p.add_argument("--notch", type=float, default=None, help="line frequency to notch with harmonics (50 or 60)")
+    p.add_argument("--reference", default=None, help="re-reference: average | CHANNEL[,CHANNEL]")
+    p.add_argument("--channels", default=None, help="target channel layout: hbn129 | 1020 | NAME,NAME,...")
+    p.add_argument("--channel-mode", choices=["zeropad", "select", "interpolate"], default="zeropad",
+                   help="how --channels treats missing channels (default zeropad)")
+    p.add_argument("--montage", default=None, help="MNE montage for --channel-mode interpolate")
+    p.add_argument("--window-s", type=float, default=None, help="window length in s (default: the target's)")
+    p.add_argument("--stride-s", type=float, default=None, help="window stride in s (challenge2/pretrain)")
+    p.add_argument("--shift-s", type=float, default=None, help="challenge1: window start after the target (0.5)")
+    p.add_argument("--keep-no-response", action="store_true", help="challenge1: keep trials without a press")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the subject split (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted prepare; finished "
+                   "recordings are not read again")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output / interrupted work")
+    p.add_argument("--strict", action="store_true", help="exit 2 at the first unreadable recording instead of "
+                   "recording it in the manifest's skipped list")
+    p.add_argument("--address", default=None, help="join a running Ray (auto|HOST:PORT) instead of embedding one")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--synthetic-sfreq", type=float, default=500.0, help="--synthetic-hbn sampling rate (500)")
+    p.add_argument("--synthetic-runs", type=int, default=3, help="--synthetic-hbn CCD runs per subject (3)")
+    p.add_argument("--synthetic-movie", action="store_true", help="--synthetic-hbn: add a DespicableMe recording")
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from neuroray.datasets.eeg.prepare import make_config
+
+    if args.synthetic_hbn is not None:
+        from neuroray.datasets.eeg.synthetic_hbn import write_synthetic_hbn
+
+        info = write_synthetic_hbn(args.out, n_subjects=args.synthetic_hbn, sfreq=args.synthetic_sfreq,
+                                   runs=args.synthetic_runs, movie=args.synthetic_movie, overwrite=args.overwrite)
+        print(f"synthetic HBN tree {args.out}: {info['subjects']} subjects, {info['recordings']} recordings "
+              f"at {info['sfreq']} Hz; prepare it with `neuroray prepare eeg --bids {args.out} --target ...`")
+        return 0
+    cfg = make_config(
+        target=args.target, tasks=args.tasks.split(",") if args.tasks else None, sfreq=args.sfreq,
+        l_freq=args.l_freq, h_freq=args.h_freq, notch=args.notch, reference=args.reference, channels=args.channels,
+        channel_mode=args.channel_mode, montage=args.montage, window_s=args.window_s, stride_s=args.stride_s,
+        shift_s=args.shift_s, split_seed=args.split_seed, keep_no_response=args.keep_no_response,
+    )
+    from neuroray.platform.prepare import prepare_eeg, print_result
+
+    result = prepare_eeg(args.bids, args.out, cfg, resume=args.resume, overwrite=args.overwrite,
+                         strict=args.strict, address=args.address, progress=not args.quiet,
+                         subjects=args.subjects.split(",") if args.subjects else None)
+    print_result(result, args.out)
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -131,19 +202,26 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "demo": _demo, "report": _report, "export": _export, "list": _list,
+COMMANDS = {"run": _run, "prepare": _prepare, "demo": _demo, "report": _report, "export": _export, "list": _list,
             "validate": _validate}
+
+
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a scheduler's kill) takes the same cleanup path as Ctrl-C
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         return COMMANDS[args.command](args)
     except NeurorayError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        hint = {"prepare": "; finished recordings are kept: rerun with --resume"}.get(args.command, "")
+        print(f"interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -85,7 +85,8 @@ class ShardSetWriter:
         self._columns: dict[str, Any] = {}
         self._parts: dict[str, int] = dict.fromkeys(SPLITS, 0)
 
-    def write(self, split: str, x: np.ndarray, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> None:
+    def write(self, split: str, x: np.ndarray,
+              columns: Mapping[str, Sequence[Any] | np.ndarray | pa.Array | pa.ChunkedArray]) -> None:
         """Append rows to ``split``; ``x`` is (N, *spec.shape)."""
         if split not in SPLITS:
             raise ShardSetError(f"unknown split {split!r}; allowed: {list(SPLITS)}")
@@ -98,8 +99,12 @@ class ShardSetWriter:
             stop = min(start + self.rows_per_file, len(x))
             arrays = {"x": tensor_array(x[start:stop])}
             for name, values in columns.items():
-                arrays[name] = pa.array(np.asarray(values)[start:stop] if isinstance(values, np.ndarray)
-                                        else list(values)[start:stop])
+                if isinstance(values, pa.Array | pa.ChunkedArray):
+                    arrays[name] = values.slice(start, stop - start)
+                elif isinstance(values, np.ndarray):
+                    arrays[name] = pa.array(values[start:stop])
+                else:
+                    arrays[name] = pa.array(list(values)[start:stop])
             table = pa.table(arrays)
             folder = self._tmp / split
             folder.mkdir(exist_ok=True)

@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from neuroray.datasets.eeg.prepare import make_config
+from neuroray.datasets.eeg.synthetic_hbn import write_synthetic_hbn
 from neuroray.datasets.shards import ShardSet, open_shard_set
 from neuroray.datasets.synthetic import write_synthetic_eeg
 from neuroray.errors import ConfigError, NeurorayError
 from neuroray.platform import report, session
+from neuroray.platform.prepare import prepare_eeg, print_result
 from neuroray.platform.tune import run_experiment
 from neuroray.search_spaces.experiment import LoadedExperiment
+from neuroray.search_spaces.schema import PrepareEEG, SyntheticEEG
 from neuroray.trainables import base as registry
 
 
@@ -33,7 +37,23 @@ class RunSummary:
         return report.best_trial(self.trials, self.metric, self.mode)
 
 
-def ensure_shards(loaded: LoadedExperiment) -> ShardSet:
+def _prepare(prep: SyntheticEEG | PrepareEEG, root: Path, address: str | None) -> None:
+    print(f"preparing {prep.kind} shard set at {root} ...", flush=True)
+    if isinstance(prep, SyntheticEEG):
+        write_synthetic_eeg(root, overwrite=root.exists(), **prep.model_dump(exclude={"kind"}))
+        return
+    bids = Path(prep.bids)
+    if prep.synthetic_hbn is not None and not bids.exists():
+        write_synthetic_hbn(bids, n_subjects=prep.synthetic_hbn, sfreq=prep.synthetic_sfreq,
+                            runs=prep.synthetic_runs, movie=prep.synthetic_movie)
+    options = prep.model_dump(exclude={"kind", "bids", "synthetic_hbn", "synthetic_sfreq", "synthetic_runs",
+                                       "synthetic_movie"})
+    # An interrupted prepare of this same shard set is continued, not redone.
+    result = prepare_eeg(bids, root, make_config(**options), resume=True, address=address)
+    print_result(result, root)
+
+
+def ensure_shards(loaded: LoadedExperiment, address: str | None = None) -> ShardSet:
     """Open the experiment's shard set, preparing it first when the file says how."""
     data = loaded.model.data
     root = Path(data.shards)
@@ -41,9 +61,7 @@ def ensure_shards(loaded: LoadedExperiment) -> ShardSet:
         if data.prepare is None:
             raise NeurorayError(f"data.shards: {root} has no shard set and the experiment has no "
                                 "data.prepare; run `neuroray prepare ...` first or add data.prepare")
-        params = data.prepare.model_dump(exclude={"kind"})
-        print(f"preparing {data.prepare.kind} shard set at {root} ...", flush=True)
-        write_synthetic_eeg(root, overwrite=root.exists(), **params)
+        _prepare(data.prepare, root, address)
     shard_set = open_shard_set(root, verify=data.verify)
     for phase in loaded.model.phases:
         want = registry.get(phase.trainable).modality
@@ -72,8 +90,8 @@ def run(loaded: LoadedExperiment, storage: str | Path = "runs", address: str | N
     start = time.time()
     storage = Path(loaded.model.storage or storage).resolve()
     check_storage(storage)
-    shard_set = ensure_shards(loaded)
     conn = session.start(address)
+    shard_set = ensure_shards(loaded, address)
     print(f"neuroray: {loaded.name} on {conn.description}; {len(loaded.cells())} cells × "
           f"{loaded.model.search.num_samples} samples", flush=True)
     metric, mode = loaded.metric

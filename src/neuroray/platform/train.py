@@ -113,6 +113,9 @@ def run_phases(cfg: dict[str, Any], get_shard: ShardFn, report: ReportFn,
             own = module.state_dict()
             carried = {k: v for k, v in states[phase["from"]].items() if k in own and own[k].shape == v.shape}
             module.load_state_dict(carried, strict=False)
+        stats = cfg.get("target_stats", {}).get(phase.get("target") or "")
+        if stats and hasattr(module, "set_target_stats"):  # after the carry-over: this phase's own target
+            module.set_target_stats(stats["mean"], stats["std"])
         final = i == len(phases) - 1
         monitor, mode = (cfg["metric"], cfg["mode"]) if final else (module.monitor, module.mode)
         logger: Any = False

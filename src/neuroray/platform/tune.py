@@ -48,6 +48,8 @@ def loop_config(exp: Experiment, shard_set: ShardSet, seed: int, metric: str, mo
         "seed": seed, "metric": metric, "mode": mode,
         "tensorboard_dir": tensorboard_dir, "trial_name": trial_name,
         "threads": exp.resources.cpus_per_worker,
+        # train-split mean/std of numeric targets: regressors predict on a standardized scale
+        "target_stats": shard_set.manifest.get("target_stats", {}),
     }
 
 

@@ -29,9 +29,35 @@ class SyntheticEEG(Strict):
     seed: int = 0
 
 
+class PrepareEEG(Strict):
+    """`neuroray prepare eeg` as data: a BIDS tree (or an HBN-shaped synthetic one written there) → windows."""
+
+    kind: Literal["eeg"]
+    bids: str
+    synthetic_hbn: int | None = Field(None, ge=3)  # write a synthetic HBN tree at ``bids`` if it is missing
+    synthetic_sfreq: float = Field(500.0, gt=0)
+    synthetic_runs: int = Field(3, ge=1, le=3)
+    synthetic_movie: bool = False
+    target: Literal["challenge1", "challenge2", "pretrain"] = "challenge1"
+    tasks: list[str] | None = None
+    sfreq: float = Field(100.0, gt=0)
+    l_freq: float | None = Field(0.5, ge=0)
+    h_freq: float | None = Field(40.0, ge=0)
+    notch: float | None = Field(None, gt=0)
+    reference: str | None = None
+    channels: str | list[str] | None = None
+    channel_mode: Literal["zeropad", "select", "interpolate"] = "zeropad"
+    montage: str | None = None
+    window_s: float | None = Field(None, gt=0)
+    stride_s: float | None = Field(None, gt=0)
+    shift_s: float | None = None
+    split_seed: int = 0
+    keep_no_response: bool = False
+
+
 class Data(Strict):
     shards: str
-    prepare: SyntheticEEG | None = None
+    prepare: SyntheticEEG | PrepareEEG | None = Field(None, discriminator="kind")
     verify: Literal["sha256", "size", "none"] = "sha256"
     cache: Literal["auto", "memory", "stream"] = "auto"
 

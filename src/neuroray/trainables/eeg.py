@@ -1,7 +1,8 @@
 """EEG regression on fixed windows (response time, externalizing, band-power targets).
 
-Two small encoders for the foundation slice; the braindecode zoo (EEGNeX, EEGNet, ...) plugs in
-through the same ``encoder`` hyper-parameter.
+Two small encoders of our own (``shallow``, ``conv``: features → linear head) and braindecode's zoo
+(``eegnex``, ``eegnet``, ...: each model ends in its own head, so its output is the prediction), chosen
+by the same ``encoder`` hyper-parameter.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 from torchmetrics import PearsonCorrCoef
 
 from neuroray.datasets.spec import EEGWindowSpec
+from neuroray.trainables import braindecode_encoders
 from neuroray.trainables.base import Task, TaskHparams, register
 from neuroray.trainables.metrics import NRMSE
 
@@ -56,11 +58,18 @@ class ConvEncoder(nn.Module):
 
 
 ENCODERS: dict[str, type[nn.Module]] = {"shallow": ShallowEncoder, "conv": ConvEncoder}
+# Every name here is a key of ENCODERS or of braindecode_encoders.MODELS (a test checks both ways).
+EncoderName = Literal["shallow", "conv", "eegnex", "eegnet", "shallowfbcsp", "deep4", "signaljepa_prelocal", "labram"]
 
 
 @dataclass
 class EEGRegressorHparams(TaskHparams):
-    encoder: Literal["shallow", "conv"] = "shallow"
+    """``n_filters`` sizes the shallow/conv encoders only; braindecode models keep their published widths.
+
+    ``dropout`` is every encoder's dropout (braindecode's ``drop_prob``).
+    """
+
+    encoder: EncoderName = "shallow"
     n_filters: int = 16
     dropout: float = 0.1
 
@@ -78,19 +87,34 @@ class EEGRegressor(Task):
 
     def __init__(self, spec: EEGWindowSpec, hparams: Any = None, target: str | None = "y") -> None:
         super().__init__(spec, hparams, target=target or "y")
-        self.encoder = ENCODERS[self.hp.encoder](spec.n_chans, spec.n_times, self.hp.n_filters, self.hp.dropout)
-        self.head = nn.Linear(self.hp.n_filters, 1)
+        self.encoder: nn.Module
+        self.head: nn.Module
+        if self.hp.encoder in ENCODERS:
+            self.encoder = ENCODERS[self.hp.encoder](spec.n_chans, spec.n_times, self.hp.n_filters, self.hp.dropout)
+            self.head = nn.Linear(self.hp.n_filters, 1)
+        else:  # a braindecode model: its own head already gives one output per window
+            self.encoder = braindecode_encoders.build(self.hp.encoder, spec, n_outputs=1, drop_prob=self.hp.dropout)
+            self.head = nn.Identity()
         self.val_nrmse = NRMSE()
         self.val_r = PearsonCorrCoef()
+        # The network works on a standardized target (train-split stats from the shard set's manifest), so
+        # a raw-unit target such as response time in seconds needs no special init; outputs are in raw units.
+        self.register_buffer("target_mean", torch.tensor(0.0))
+        self.register_buffer("target_std", torch.tensor(1.0))
+
+    def set_target_stats(self, mean: float, std: float) -> None:
+        self.target_mean.fill_(float(mean))
+        self.target_std.fill_(float(std) if std > 0 else 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x)).squeeze(-1)
+        return self.head(self.encoder(x)).reshape(x.shape[0]) * self.target_std + self.target_mean
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         y = batch[str(self.target)].float()
         pred = self(batch["x"].float())
         keep = ~torch.isnan(y)
-        loss = nn.functional.mse_loss(pred[keep], y[keep]) if keep.any() else pred.sum() * 0.0
+        scale = self.target_std
+        loss = nn.functional.mse_loss(pred[keep] / scale, y[keep] / scale) if keep.any() else pred.sum() * 0.0
         return loss, pred, y
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

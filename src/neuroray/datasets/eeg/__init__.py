@@ -1,0 +1,1 @@
+"""Raw EEG recordings → EEG window shard sets: MNE readers, BIDS/HBN discovery, steps, challenge targets."""

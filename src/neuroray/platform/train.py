@@ -109,12 +109,9 @@ def run_phases(cfg: dict[str, Any], get_shard: ShardFn, report: ReportFn,
         L.seed_everything(cfg["seed"] * 1000 + i, workers=False, verbose=False)
         module = registry.build(phase["trainable"], spec, phase.get("hparams") or {}, target=phase.get("target"))
         if phase.get("from"):
-            # Carry over every tensor whose name and shape match (the encoder); heads stay fresh.
-            own = module.state_dict()
-            carried = {k: v for k, v in states[phase["from"]].items() if k in own and own[k].shape == v.shape}
-            module.load_state_dict(carried, strict=False)
+            registry.load_matching(module, states[phase["from"]])
         stats = cfg.get("target_stats", {}).get(phase.get("target") or "")
-        if stats and hasattr(module, "set_target_stats"):  # after the carry-over: this phase's own target
+        if stats:  # after the carry-over: this phase's own target
             module.set_target_stats(stats["mean"], stats["std"])
         final = i == len(phases) - 1
         monitor, mode = (cfg["metric"], cfg["mode"]) if final else (module.monitor, module.mode)

@@ -46,12 +46,24 @@ class Task(L.LightningModule):
         self.target = target
         self.save_hyperparameters({"trainable": self.name, "target": target, **dataclasses.asdict(self.hp)})
 
+    def set_target_stats(self, mean: float, std: float) -> None:
+        """Train-split mean/std of this task's target; regressors standardize with it, others ignore it."""
+
     def example_input(self, batch_size: int = 2) -> torch.Tensor:
         """A zero input of the right shape, for export and smoke tests."""
         return torch.zeros(batch_size, *self.spec.shape)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hp.lr, weight_decay=self.hp.weight_decay)
+
+
+def load_matching(module: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Start ``module`` from another phase's weights: every tensor whose name and shape match (the
+    encoder) is copied; heads of another shape stay fresh. Returns the names copied."""
+    own = module.state_dict()
+    carried = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    module.load_state_dict(carried, strict=False)
+    return sorted(carried)
 
 
 _REGISTRY: dict[str, type[Task]] = {}
@@ -67,8 +79,16 @@ def register(cls: type[Task]) -> type[Task]:
 
 
 def _load_builtin() -> None:
-    # Importing the modules registers their tasks; kept lazy so `base` stays import-light.
-    from neuroray.trainables import eeg  # noqa: F401
+    # Importing the modules registers their tasks; kept lazy so `base` stays import-light. Every module
+    # of the package is imported, so a new trainable module needs no edit here.
+    import importlib
+    import pkgutil
+
+    import neuroray.trainables as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
 
 
 def available() -> list[str]:

@@ -1,8 +1,11 @@
 """EEG regression on fixed windows (response time, externalizing, band-power targets).
 
-Two small encoders of our own (``shallow``, ``conv``: features → linear head) and braindecode's zoo
-(``eegnex``, ``eegnet``, ...: each model ends in its own head, so its output is the prediction), chosen
-by the same ``encoder`` hyper-parameter.
+Every encoder maps a window to ``n_filters`` features that a linear head reads: two small encoders of our
+own (``shallow``, ``conv``) and braindecode's zoo (``eegnex``, ``eegnet``, ...; the model is braindecode's,
+built with ``n_outputs = n_filters``). The same encoder, under the same module name ``encoder``, is used
+by the self-supervised tasks (``pretrain.py``, ``contrastive.py``), so a phase that starts ``from`` one of
+them carries every encoder tensor over. Optional: an auxiliary regression head (e.g. p_factor, weight 0.15)
+that ignores null targets, and ``freeze_epochs`` that keep the carried-over encoder fixed at first.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
-from torchmetrics import PearsonCorrCoef
+from torchmetrics import AUROC, Accuracy, F1Score, PearsonCorrCoef
 
 from neuroray.datasets.spec import EEGWindowSpec
+from neuroray.errors import ConfigError
 from neuroray.trainables import braindecode_encoders
 from neuroray.trainables.base import Task, TaskHparams, register
 from neuroray.trainables.metrics import NRMSE
@@ -62,20 +66,69 @@ ENCODERS: dict[str, type[nn.Module]] = {"shallow": ShallowEncoder, "conv": ConvE
 EncoderName = Literal["shallow", "conv", "eegnex", "eegnet", "shallowfbcsp", "deep4", "signaljepa_prelocal", "labram"]
 
 
-@dataclass
-class EEGRegressorHparams(TaskHparams):
-    """``n_filters`` sizes the shallow/conv encoders only; braindecode models keep their published widths.
+def build_encoder(name: str, spec: EEGWindowSpec, width: int, dropout: float) -> nn.Module:
+    """Window (B, n_chans, n_times) → features (B, width), whichever family the encoder comes from."""
+    if name in ENCODERS:
+        return ENCODERS[name](spec.n_chans, spec.n_times, width, dropout)
+    return braindecode_encoders.build(name, spec, n_outputs=width, drop_prob=dropout)
 
-    ``dropout`` is every encoder's dropout (braindecode's ``drop_prob``).
-    """
+
+def masked_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MSE over the non-null (non-NaN) targets; zero (with a graph) when the batch has none."""
+    keep = ~torch.isnan(y)
+    return nn.functional.mse_loss(pred[keep], y[keep]) if keep.any() else pred.sum() * 0.0
+
+
+@dataclass
+class EEGEncoderHparams(TaskHparams):
+    """Shared by every EEG task. ``n_filters`` is the feature width the heads read (braindecode models are
+    built with ``n_outputs = n_filters``); ``dropout`` is every encoder's dropout (braindecode's ``drop_prob``).
+    ``aux_target``: a numeric column regressed from the features with weight ``aux_weight`` ('' = none)."""
 
     encoder: EncoderName = "shallow"
     n_filters: int = 16
     dropout: float = 0.1
+    aux_target: str = ""
+    aux_weight: float = 0.15
+    freeze_epochs: int = 0
+
+
+class EEGTask(Task):
+    """An EEG encoder plus an optional auxiliary head; freezes the encoder for ``freeze_epochs``."""
+
+    hp: EEGEncoderHparams
+
+    def __init__(self, spec: EEGWindowSpec, hparams: Any = None, target: str | None = None) -> None:
+        super().__init__(spec, hparams, target=target)
+        self.encoder = build_encoder(self.hp.encoder, spec, self.hp.n_filters, self.hp.dropout)
+        self.aux_head = nn.Linear(self.hp.n_filters, 1) if self.hp.aux_target else None
+
+    def aux_loss(self, features: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.aux_head is None:
+            return features.sum() * 0.0
+        if self.hp.aux_target not in batch:
+            raise KeyError(f"aux_target {self.hp.aux_target!r} is not a numeric column of the batch; "
+                           f"columns: {', '.join(batch)}")
+        return self.hp.aux_weight * masked_mse(self.aux_head(features).squeeze(-1), batch[self.hp.aux_target].float())
+
+    def encoder_frozen(self) -> bool:
+        return self.current_epoch < self.hp.freeze_epochs
+
+    def on_train_epoch_start(self) -> None:
+        frozen = self.encoder_frozen()
+        for p in self.encoder.parameters():
+            p.requires_grad_(not frozen)
+        if frozen:  # BatchNorm statistics stay those of the phase the encoder came from
+            self.encoder.eval()
+
+
+@dataclass
+class EEGRegressorHparams(EEGEncoderHparams):
+    pass
 
 
 @register
-class EEGRegressor(Task):
+class EEGRegressor(EEGTask):
     """Window → scalar target; MSE loss that ignores null (NaN) targets; monitors val/nrmse."""
 
     name: ClassVar[str] = "eeg_regressor"
@@ -84,17 +137,12 @@ class EEGRegressor(Task):
     mode: ClassVar[str] = "min"
     Hparams: ClassVar[type[TaskHparams]] = EEGRegressorHparams
     hp: EEGRegressorHparams
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
 
     def __init__(self, spec: EEGWindowSpec, hparams: Any = None, target: str | None = "y") -> None:
         super().__init__(spec, hparams, target=target or "y")
-        self.encoder: nn.Module
-        self.head: nn.Module
-        if self.hp.encoder in ENCODERS:
-            self.encoder = ENCODERS[self.hp.encoder](spec.n_chans, spec.n_times, self.hp.n_filters, self.hp.dropout)
-            self.head = nn.Linear(self.hp.n_filters, 1)
-        else:  # a braindecode model: its own head already gives one output per window
-            self.encoder = braindecode_encoders.build(self.hp.encoder, spec, n_outputs=1, drop_prob=self.hp.dropout)
-            self.head = nn.Identity()
+        self.head = nn.Linear(self.hp.n_filters, 1)
         self.val_nrmse = NRMSE()
         self.val_r = PearsonCorrCoef()
         # The network works on a standardized target (train-split stats from the shard set's manifest), so
@@ -111,10 +159,9 @@ class EEGRegressor(Task):
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         y = batch[str(self.target)].float()
-        pred = self(batch["x"].float())
-        keep = ~torch.isnan(y)
-        scale = self.target_std
-        loss = nn.functional.mse_loss(pred[keep] / scale, y[keep] / scale) if keep.any() else pred.sum() * 0.0
+        features = self.encoder(batch["x"].float())
+        pred = self.head(features).reshape(len(y)) * self.target_std + self.target_mean
+        loss = masked_mse(pred / self.target_std, y / self.target_std) + self.aux_loss(features, batch)
         return loss, pred, y
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -134,3 +181,64 @@ class EEGRegressor(Task):
         self.log("val/r", self.val_r.compute(), sync_dist=False)
         self.val_nrmse.reset()
         self.val_r.reset()
+
+
+@dataclass
+class EEGClassifierHparams(EEGEncoderHparams):
+    n_classes: int = 2
+    label_smoothing: float = 0.0
+
+
+@register
+class EEGClassifier(EEGTask):
+    """Window → class (e.g. ``correct`` of a CCD trial); cross-entropy ignoring null labels; monitors val/auroc.
+
+    Labels are integer class ids (a bool column counts as 0/1); ``forward`` returns class logits.
+    """
+
+    name: ClassVar[str] = "eeg_classifier"
+    modality: ClassVar[str] = "eeg"
+    monitor: ClassVar[str] = "val/auroc"
+    mode: ClassVar[str] = "max"
+    Hparams: ClassVar[type[TaskHparams]] = EEGClassifierHparams
+    hp: EEGClassifierHparams
+
+    def __init__(self, spec: EEGWindowSpec, hparams: Any = None, target: str | None = "label") -> None:
+        super().__init__(spec, hparams, target=target or "label")
+        if self.hp.n_classes < 2:
+            raise ConfigError(f"hparams.n_classes: {self.hp.n_classes}; a classifier needs at least 2")
+        self.head = nn.Linear(self.hp.n_filters, self.hp.n_classes)
+        kind: Literal["binary", "multiclass"] = "binary" if self.hp.n_classes == 2 else "multiclass"
+        kw: dict[str, Any] = {"task": kind} if kind == "binary" else {"task": kind, "num_classes": self.hp.n_classes}
+        self.val_auroc, self.val_acc, self.val_f1 = AUROC(**kw), Accuracy(**kw), F1Score(**kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y = batch[str(self.target)].float()
+        features = self.encoder(batch["x"].float())
+        logits = self.head(features)
+        keep = ~torch.isnan(y)
+        labels = y[keep].long()
+        ce = (nn.functional.cross_entropy(logits[keep], labels, label_smoothing=self.hp.label_smoothing)
+              if keep.any() else logits.sum() * 0.0)
+        return ce + self.aux_loss(features, batch), logits[keep], labels
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _, y = self._loss(batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=max(1, len(y)))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, y = self._loss(batch)
+        probs = logits.softmax(-1)
+        scores = probs[:, 1] if self.hp.n_classes == 2 else probs
+        for metric in (self.val_auroc, self.val_acc, self.val_f1):
+            metric.update(scores, y)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=max(1, len(y)))
+
+    def on_validation_epoch_end(self) -> None:
+        for name, metric in (("auroc", self.val_auroc), ("acc", self.val_acc), ("f1", self.val_f1)):
+            self.log(f"val/{name}", metric.compute())
+            metric.reset()

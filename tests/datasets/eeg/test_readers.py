@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from neuroray.datasets.eeg.readers import RecordingError, normalize_channel_name, read_raw
+from neuroray.datasets.eeg.readers import RecordingError, check_signal, normalize_channel_name, read_raw
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "eeg"
 
@@ -69,3 +70,25 @@ def test_unsupported_format(tmp_path: Path) -> None:
     (tmp_path / "x.txt").write_text("1 2 3")
     with pytest.raises(RecordingError, match=r"x\.txt: unsupported format '\.txt'; allowed: \.bdf, \.edf"):
         read_raw(tmp_path / "x.txt")
+
+
+def test_fif_round_trip(tmp_path: Path) -> None:
+    raw = read_raw(DATA / "eeglab/test_raw_chanloc.set")
+    raw.save(tmp_path / "rec_raw.fif", verbose="error")
+    back = read_raw(tmp_path / "rec_raw.fif")
+    assert back.ch_names == raw.ch_names and back.info["sfreq"] == 128.0
+    np.testing.assert_allclose(back.get_data(), raw.get_data(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("fill", "message"), [(np.nan, "NaN/inf samples"), (0.0, "every EEG channel is flat")])
+def test_unusable_signals_are_refused(tmp_path: Path, fill: float, message: str) -> None:
+    import mne
+
+    data = np.random.default_rng(0).standard_normal((4, 256)) * 1e-5
+    data[:, 10:20] = fill
+    if fill == 0.0:
+        data[:] = 1e-6
+    mne.io.RawArray(data, mne.create_info(["Fz", "Cz", "Pz", "Oz"], 128.0, "eeg"), verbose="error").save(
+        tmp_path / "bad_raw.fif", verbose="error")
+    with pytest.raises(RecordingError, match=message):
+        check_signal(read_raw(tmp_path / "bad_raw.fif"), tmp_path / "bad_raw.fif")

@@ -127,4 +127,6 @@ def pretrain_windows(raw: mne.io.BaseRaw, task: str, events: pd.DataFrame | None
         keep = stim_time >= 0  # windows before the movie starts are not stimulus-locked
         x, onset, stim_time = x[keep], onset[keep], stim_time[keep]
         stimulus = np.full(len(x), task, dtype=object)
-    return x, {"onset_s": onset, "stimulus": stimulus, "stimulus_time_s": stim_time}
+    # A numeric id as well: only numeric columns reach the model (contrastive positives need it).
+    index = np.full(len(x), -1 if start is None else MOVIE_TASKS.index(task), dtype=np.int32)
+    return x, {"onset_s": onset, "stimulus": stimulus, "stimulus_index": index, "stimulus_time_s": stim_time}

@@ -1,0 +1,112 @@
+"""Contrastive (InfoNCE) training of an EEG encoder: same stimulus, same moment, different subjects.
+
+Each window is seen in two augmented views (noise, channel dropout, small time shift); a view's
+positives are its other view and every window of the batch that shows the same movie
+(``stimulus_index`` ≥ 0) at the same ``stimulus_time_s``; all other windows are negatives. A projection
+head sits between encoder and loss; the temperature is learned (as a log, clamped).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from neuroray.datasets.spec import EEGWindowSpec
+from neuroray.trainables.base import TaskHparams, register
+from neuroray.trainables.eeg import EEGEncoderHparams, EEGTask
+
+
+@dataclass
+class ContrastiveHparams(EEGEncoderHparams):
+    proj_dim: int = 32
+    temperature: float = 0.1  # initial value; learned
+    noise: float = 0.1
+    channel_dropout: float = 0.1
+    max_shift_s: float = 0.05
+
+
+def positive_mask(stimulus: torch.Tensor | None, time_s: torch.Tensor | None, n: int) -> torch.Tensor:
+    """(2n, 2n) bool: view pairs, plus cross-window pairs of the same stimulus at the same moment."""
+    eye = torch.eye(n, dtype=torch.bool)
+    same = torch.zeros(n, n, dtype=torch.bool)
+    if stimulus is not None and time_s is not None:
+        valid = (stimulus >= 0) & ~torch.isnan(time_s)
+        same = (valid[:, None] & valid[None, :] & (stimulus[:, None] == stimulus[None, :])
+                & ((time_s[:, None] - time_s[None, :]).abs() < 1e-3) & ~eye)
+    block = eye | same
+    pos = torch.cat([torch.cat([same, block], 1), torch.cat([block, same], 1)], 0)
+    return pos
+
+
+def info_nce(z: torch.Tensor, pos: torch.Tensor, log_temp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-positive InfoNCE over L2-normalized ``z`` (2n, d); returns (loss, mean positive cosine)."""
+    z = nn.functional.normalize(z, dim=1)
+    sim = z @ z.T
+    logits = sim / log_temp.exp()
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, -1e9)
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    pos = pos.to(z.device)
+    loss = -(log_prob * pos).sum(1) / pos.sum(1).clamp_min(1)
+    return loss.mean(), sim[pos].mean()
+
+
+@register
+class EEGContrastive(EEGTask):
+    """InfoNCE with a projection head and learnable temperature; monitors val/infonce."""
+
+    name: ClassVar[str] = "eeg_contrastive"
+    modality: ClassVar[str] = "eeg"
+    monitor: ClassVar[str] = "val/infonce"
+    mode: ClassVar[str] = "min"
+    Hparams: ClassVar[type[TaskHparams]] = ContrastiveHparams
+    hp: ContrastiveHparams
+
+    def __init__(self, spec: EEGWindowSpec, hparams: Any = None, target: str | None = None) -> None:
+        super().__init__(spec, hparams, target=target)
+        w = self.hp.n_filters
+        self.projection = nn.Sequential(nn.Linear(w, w), nn.ReLU(), nn.Linear(w, self.hp.proj_dim))
+        self.log_temp = nn.Parameter(torch.tensor(math.log(self.hp.temperature)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalized projection of ``x`` (B, proj_dim): the embedding a retrieval or probe would use."""
+        return nn.functional.normalize(self.projection(self.encoder(x)), dim=1)
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        shift = int(self.hp.max_shift_s * self.spec.sfreq)  # type: ignore[union-attr]
+        if shift:
+            x = torch.roll(x, int(torch.randint(-shift, shift + 1, (1,))), dims=-1)
+        keep = (torch.rand(x.shape[0], x.shape[1], 1, device=x.device) >= self.hp.channel_dropout).float()
+        return x * keep + self.hp.noise * torch.randn_like(x)
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = batch["x"].float()
+        views = torch.cat([self.augment(x), self.augment(x)], 0)
+        features = self.encoder(views)
+        z = self.projection(features)
+        with torch.no_grad():
+            self.log_temp.clamp_(math.log(0.01), math.log(1.0))
+        pos = positive_mask(batch.get("stimulus_index"), batch.get("stimulus_time_s"), len(x))
+        loss, pos_sim = info_nce(z, pos, self.log_temp)
+        aux = self.aux_loss(features[: len(x)], batch)
+        return loss, aux, pos_sim
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, aux, pos_sim = self._loss(batch)
+        n = len(batch["x"])
+        self.log("train/infonce", loss, on_step=False, on_epoch=True, batch_size=n)
+        self.log("train/pos_sim", pos_sim, on_step=False, on_epoch=True, batch_size=n)
+        self.log("train/temperature", self.log_temp.exp(), on_step=False, on_epoch=True, batch_size=n)
+        self.log("train/loss", loss + aux, on_step=False, on_epoch=True, batch_size=n)
+        return loss + aux
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, aux, pos_sim = self._loss(batch)
+        n = len(batch["x"])
+        self.log("val/infonce", loss, on_step=False, on_epoch=True, batch_size=n)
+        self.log("val/pos_sim", pos_sim, on_step=False, on_epoch=True, batch_size=n)
+        self.log("val/loss", loss + aux, on_step=False, on_epoch=True, batch_size=n)

@@ -85,3 +85,33 @@ def test_distribution_parsing() -> None:
     assert distributions.parse("choice(1, 2, 3)", "k").to_optuna().choices == (1, 2, 3)
     with pytest.raises(ConfigError, match="k: int\\(\\) bounds must be integers"):
         distributions.parse("int(1.5, 3)", "k")
+
+
+def test_multiphase_aux_and_freeze_fold_into_hparams(tmp_path: Path) -> None:
+    raw = {
+        "name": "mp", "data": {"shards": "data/x"},
+        "phases": [
+            {"name": "pretrain", "trainable": "eeg_masked_pretrain", "epochs": 2,
+             "aux": {"target": "p_factor", "weight": 0.15}},
+            {"name": "contrastive", "from": "pretrain", "trainable": "eeg_contrastive", "epochs": 2},
+            {"name": "finetune", "from": "contrastive", "trainable": "eeg_regressor", "target": "rt",
+             "freeze_epochs": 1, "epochs": 3},
+        ],
+        "matrix": {"arm": {"full": {}, "no_aux": {"phases.pretrain.aux": False},
+                           "supervised": {"phases.pretrain": False, "phases.contrastive": False}}},
+    }
+    path = tmp_path / "mp.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    loaded = load(path)
+    full = loaded.resolve("full", 0)
+    assert full.phases[0].hparams == {"aux_target": "p_factor", "aux_weight": 0.15}
+    assert full.phases[2].hparams == {"freeze_epochs": 1}
+    assert loaded.resolve("no_aux", 0).phases[0].hparams == {}
+    supervised = loaded.resolve("supervised", 0)
+    assert [p.name for p in supervised.phases] == ["finetune"] and supervised.phases[0].from_ is None
+    assert supervised.phases[0].hparams == {}  # no carried-over encoder: nothing to freeze
+
+    raw["phases"][0]["trainable"] = "vae3d"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="phases.pretrain.aux: trainable 'vae3d' does not support it"):
+        load(path)

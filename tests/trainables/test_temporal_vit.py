@@ -139,7 +139,6 @@ def test_learns_planted_gamma_genotype_on_held_out_sessions() -> None:
     assert auroc > 0.85, auroc
 
 
-@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_learns_a_weaker_gamma_effect_from_more_sessions() -> None:
     auroc = _fit(n_sessions=40, per_session=30, epochs=15, effect=0.4)

@@ -79,7 +79,7 @@ def test_gradient_reversal_pushes_encoder_against_the_adversary() -> None:
     mu, _ = module.encode(batch["x"])
     mu = mu.detach().requires_grad_(True)
     assert module.adversary is not None
-    adv = module._adversary_loss(module.adversary, mu, batch)  # type: ignore[operator]
+    adv = module._adversary_loss(module.adversary, mu, batch)
     (g_reversed,) = torch.autograd.grad(adv, mu)
     y = batch["year"][~torch.isnan(batch["year"])]
     keep = ~torch.isnan(batch["year"])
@@ -209,3 +209,12 @@ def test_learns_planted_blobs() -> None:
     model_r, baseline_r = _learn(n_train=512, epochs=20)
     print(f"planted blobs: model r={model_r:.3f}, training-mean baseline r={baseline_r:.3f}")
     assert model_r > 0.7 and model_r > baseline_r + 0.2, (model_r, baseline_r)
+
+
+@pytest.mark.parametrize("spec", [VolumeSpec(shape=(46, 55, 46), voxel_mm=4.0),
+                                  pytest.param(VolumeSpec(shape=(91, 109, 91), voxel_mm=2.0), marks=pytest.mark.slow)],
+                         ids=["mni4mm", "mni2mm"])
+def test_builds_at_mni_grids(spec: VolumeSpec) -> None:
+    module = base.build("vae3d", spec, {"depth": 3, "base_channels": 4, "latent_dim": 8}).eval()
+    with torch.no_grad():
+        assert module(module.example_input(1)).shape == (1, 1, *spec.shape)

@@ -177,6 +177,11 @@ class LoadedExperiment:
         raw = _apply_params(raw, params or {})
         exp = validate(raw, f"{self.source} (arm {arm})")
         for phase in exp.phases:
+            fields = registry.hparam_fields(phase.trainable)
+            for key, needs in (("freeze_epochs", "freeze_epochs"), ("aux", "aux_target")):
+                if getattr(phase, key) and needs not in fields:
+                    raise ConfigError(f"phases.{phase.name}.{key}: trainable {phase.trainable!r} does not support it")
+            phase.hparams = phase.task_hparams()
             registry.validate_hparams(phase.trainable, phase.hparams, where=f"phases.{phase.name}.hparams")
         return exp
 

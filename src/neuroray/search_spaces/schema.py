@@ -62,6 +62,13 @@ class Data(Strict):
     cache: Literal["auto", "memory", "stream"] = "auto"
 
 
+class Aux(Strict):
+    """An auxiliary regression head on the encoder's features (null targets ignored)."""
+
+    target: str
+    weight: float = Field(0.15, ge=0)
+
+
 class Phase(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
     trainable: str
@@ -69,7 +76,23 @@ class Phase(Strict):
     target: str | None = None
     from_: str | None = Field(None, alias="from")
     batch_size: int = Field(64, ge=1)
+    freeze_epochs: int = Field(0, ge=0)  # keep the encoder carried over by `from` fixed this many epochs
+    aux: Aux | None = None  # an arm switches it off with `phases.<name>.aux: off`
     hparams: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("aux", mode="before")
+    @classmethod
+    def _aux_off(cls, v: Any) -> Any:
+        return None if v is False else v
+
+    def task_hparams(self) -> dict[str, Any]:
+        """hparams plus the phase-level freeze/aux settings, in the trainable's own vocabulary."""
+        out = dict(self.hparams)
+        if self.freeze_epochs and self.from_:  # nothing to keep fixed when the encoder starts fresh
+            out["freeze_epochs"] = self.freeze_epochs
+        if self.aux is not None:
+            out.update(aux_target=self.aux.target, aux_weight=self.aux.weight)
+        return out
 
 
 class Matrix(Strict):

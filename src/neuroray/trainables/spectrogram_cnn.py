@@ -1,0 +1,80 @@
+"""A plain 2-D CNN baseline over spectrogram sequences: the arm a temporal ViT must beat in an ablation.
+
+The trial axis is treated as input channels (no attention across trials, no positional structure), so
+the comparison with ``temporal_vit`` isolates what modelling the trial sequence buys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torchmetrics import AUROC, Accuracy, F1Score
+
+from neuroray.datasets.spec import SpectrogramSpec
+from neuroray.errors import ConfigError
+from neuroray.trainables.base import Task, TaskHparams, register
+
+
+@dataclass
+class SpectrogramCNNHparams(TaskHparams):
+    n_classes: int = 2
+    width: int = 32
+    dropout: float = 0.2
+    label_smoothing: float = 0.0
+
+
+@register
+class SpectrogramCNN(Task):
+    """(trials × freq × time) → class logits; cross-entropy; monitors val/auroc."""
+
+    name: ClassVar[str] = "spectrogram_cnn"
+    modality: ClassVar[str] = "spectrogram"
+    monitor: ClassVar[str] = "val/auroc"
+    mode: ClassVar[str] = "max"
+    Hparams: ClassVar[type[TaskHparams]] = SpectrogramCNNHparams
+    hp: SpectrogramCNNHparams
+
+    def __init__(self, spec: SpectrogramSpec, hparams: Any = None, target: str | None = "label") -> None:
+        super().__init__(spec, hparams, target=target or "label")
+        if self.hp.n_classes < 2:
+            raise ConfigError(f"hparams.n_classes: {self.hp.n_classes}; a classifier needs at least 2")
+        w = self.hp.width
+        self.body = nn.Sequential(
+            nn.Conv2d(spec.n_trials, w, 3, padding=1), nn.BatchNorm2d(w), nn.GELU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.GELU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(self.hp.dropout), nn.Linear(2 * w, self.hp.n_classes),
+        )
+        kind = "binary" if self.hp.n_classes == 2 else "multiclass"
+        kw: dict[str, Any] = {"task": kind} if kind == "binary" else {"task": kind, "num_classes": self.hp.n_classes}
+        self.val_auroc, self.val_acc, self.val_f1 = AUROC(**kw), Accuracy(**kw), F1Score(**kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Per-sample standardization: spectrogram power scales differ across sessions and animals.
+        x = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / (x.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
+        return self.body(x)
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y = batch[str(self.target)].long().reshape(-1)
+        logits = self(batch["x"].float())
+        return nn.functional.cross_entropy(logits, y, label_smoothing=self.hp.label_smoothing), logits, y
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _, y = self._loss(batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, y = self._loss(batch)
+        probs = logits.softmax(-1)
+        scores = probs[:, 1] if self.hp.n_classes == 2 else probs
+        for metric in (self.val_auroc, self.val_acc, self.val_f1):
+            metric.update(scores, y)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+
+    def on_validation_epoch_end(self) -> None:
+        for name, metric in (("auroc", self.val_auroc), ("acc", self.val_acc), ("f1", self.val_f1)):
+            self.log(f"val/{name}", metric.compute())
+            metric.reset()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import pkgutil
 import shutil
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from neuroray import __version__
 from neuroray.errors import NeurorayError
@@ -57,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     kinds = pr.add_subparsers(dest="kind", required=True, parser_class=_Parser)
     _prepare_eeg_args(kinds.add_parser("eeg", help="EEG recordings (BIDS/HBN, EEGLAB, EDF/BDF, BrainVision, FIF) "
                                        "→ windows for challenge1 | challenge2 | pretrain"))
+    for kind, module in _prepare_commands().items():  # other modalities bring their own `command.py`
+        module.add_arguments(kinds.add_parser(kind, help=module.HELP))
 
     ls = sub.add_parser("list", help="list registered things")
     ls.add_argument("what", choices=["trainables"])
@@ -101,7 +106,20 @@ def _prepare_eeg_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synthetic-movie", action="store_true", help="--synthetic-hbn: add a DespicableMe recording")
 
 
+def _prepare_commands() -> dict[str, Any]:
+    """``neuroray.datasets.<kind>.command`` modules (HELP, add_arguments(parser), run(args) -> int)."""
+    import neuroray.datasets as package
+
+    found: dict[str, Any] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.ispkg and info.name != "eeg" and importlib.util.find_spec(f"{package.__name__}.{info.name}.command"):
+            found[info.name] = importlib.import_module(f"{package.__name__}.{info.name}.command")
+    return found
+
+
 def _prepare(args: argparse.Namespace) -> int:
+    if args.kind != "eeg":
+        return int(_prepare_commands()[args.kind].run(args))
     from neuroray.datasets.eeg.prepare import make_config
 
     if args.synthetic_hbn is not None:

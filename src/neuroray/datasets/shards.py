@@ -90,7 +90,7 @@ class ShardSetWriter:
         """Append rows to ``split``; ``x`` is (N, *spec.shape)."""
         if split not in SPLITS:
             raise ShardSetError(f"unknown split {split!r}; allowed: {list(SPLITS)}")
-        expected = tuple(getattr(self.spec, "shape", ()))
+        expected = self.spec.sample_shape
         if expected and tuple(x.shape[1:]) != expected:
             raise ShardSetError(f"sample shape {tuple(x.shape[1:])} differs from the spec's {expected}")
         if len(x) == 0:

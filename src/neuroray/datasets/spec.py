@@ -32,6 +32,11 @@ class EEGWindowSpec:
     def shape(self) -> tuple[int, ...]:
         return (self.n_chans, self.n_times)
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample ``x`` in a shard set."""
+        return self.shape
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["ch_names"] = list(self.ch_names)
@@ -46,6 +51,11 @@ class VolumeSpec:
     voxel_mm: float
 
     modality = "volume"
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample ``x`` carries a leading channel axis: (1, X, Y, Z)."""
+        return (1, *self.shape)
 
     def to_dict(self) -> dict[str, Any]:
         return {"shape": list(self.shape), "voxel_mm": self.voxel_mm}
@@ -64,6 +74,10 @@ class SpectrogramSpec:
     @property
     def shape(self) -> tuple[int, ...]:
         return (self.n_trials, self.n_freqs, self.n_frames)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self.shape
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -51,7 +51,7 @@ class Task(L.LightningModule):
 
     def example_input(self, batch_size: int = 2) -> torch.Tensor:
         """A zero input of the right shape, for export and smoke tests."""
-        return torch.zeros(batch_size, *self.spec.shape)
+        return torch.zeros(batch_size, *self.spec.sample_shape)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hp.lr, weight_decay=self.hp.weight_decay)

@@ -1,0 +1,1 @@
+"""Volumes: Neurosynth peak coordinates → per-study MNI152 maps; folders of NIfTI maps; synthetic volumes."""

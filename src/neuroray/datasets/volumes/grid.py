@@ -1,0 +1,66 @@
+"""The MNI152 voxel grid (nibabel affines) and an approximate brain mask.
+
+2 mm: 91×109×91 with the FSL MNI152_T1_2mm affine (voxel (45, 63, 36) is MNI (0, 0, 0); x flipped, so
+voxel i grows to the subject's right → left as in radiological storage). 4 mm: 46×55×46 covering the
+same box from the same corner (-90/+90, -126, -72 mm), i.e. the 2 mm grid with every other voxel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+
+from neuroray.errors import NeurorayError
+
+VOXEL_SIZES = (2.0, 4.0)
+_CORNER = np.array([90.0, -126.0, -72.0])  # MNI mm of voxel (0, 0, 0) in FSL's MNI152 templates
+
+
+@dataclass(frozen=True)
+class Grid:
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    voxel_mm: float
+
+    def mm_to_voxel(self, xyz: np.ndarray) -> np.ndarray:
+        """(N, 3) mm → (N, 3) continuous voxel coordinates."""
+        return nib.affines.apply_affine(np.linalg.inv(self.affine), np.asarray(xyz, dtype=np.float64))
+
+    def nearest_voxel(self, xyz: np.ndarray) -> np.ndarray:
+        return np.rint(self.mm_to_voxel(xyz)).astype(np.int64)
+
+    def inside(self, ijk: np.ndarray) -> np.ndarray:
+        return np.all((ijk >= 0) & (ijk < np.array(self.shape)), axis=1)
+
+    def header_like(self) -> dict[str, object]:
+        return {"shape": list(self.shape), "voxel_mm": self.voxel_mm, "affine": self.affine.tolist()}
+
+
+def mni152(voxel_mm: float = 2.0) -> Grid:
+    """The MNI152 grid at 2 or 4 mm."""
+    if float(voxel_mm) not in VOXEL_SIZES:
+        raise NeurorayError(f"--voxel-mm {voxel_mm}; allowed: {', '.join(str(int(v)) for v in VOXEL_SIZES)}")
+    v = float(voxel_mm)
+    affine = np.diag([-v, v, v, 1.0])
+    affine[:3, 3] = _CORNER
+    shape = (91, 109, 91) if v == 2.0 else (46, 55, 46)
+    return Grid(shape=shape, affine=affine, voxel_mm=v)
+
+
+# No template can be downloaded here, so the optional mask is an ellipsoid fitted by eye to the MNI152 brain's
+# extent (x ±70 mm, y -104…+72 mm, z -56…+80 mm; centre (0, -16, 12), semi-axes (70, 88, 68) mm). It removes
+# the corners of the box (it keeps ≈ 1.75 L, about a quarter of the 7.2 L box; the MNI152 brain mask is ≈ 1.8 L)
+# but it is not a substitute for a real brain mask: pass --mask none
+# (the default) and mask downstream if you have MNI152_T1_2mm_brain_mask.nii.gz.
+MASK_CENTER_MM = (0.0, -16.0, 12.0)
+MASK_SEMI_AXES_MM = (70.0, 88.0, 68.0)
+
+
+def ellipsoid_mask(grid: Grid) -> np.ndarray:
+    """Boolean (X, Y, Z) approximate brain mask."""
+    ijk = np.indices(grid.shape).reshape(3, -1).T
+    xyz = nib.affines.apply_affine(grid.affine, ijk)
+    r = ((xyz - np.array(MASK_CENTER_MM)) / np.array(MASK_SEMI_AXES_MM)) ** 2
+    return np.asarray(r.sum(axis=1) <= 1.0).reshape(grid.shape)

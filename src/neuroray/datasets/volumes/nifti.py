@@ -1,0 +1,77 @@
+"""NIfTI in and out (nibabel). Volumes are stored as float32 with no intensity scaling, so a round trip is exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from neuroray.datasets.volumes.grid import Grid
+from neuroray.errors import NeurorayError
+
+SUFFIXES = (".nii", ".nii.gz")
+
+
+class NiftiSkip(Exception):
+    """One map that cannot join the set; the message is the manifest's skipped reason."""
+
+
+def to_nifti(volume: np.ndarray, grid: Grid) -> nib.Nifti1Image:
+    data = np.asarray(volume, dtype=np.float32).reshape(grid.shape)
+    img = nib.Nifti1Image(data, grid.affine)
+    img.header.set_data_dtype(np.float32)
+    img.header.set_xyzt_units("mm")
+    img.header["scl_slope"], img.header["scl_inter"] = 1.0, 0.0
+    return img
+
+
+def save_nifti(volume: np.ndarray, grid: Grid, path: str | Path) -> Path:
+    path = Path(path)
+    nib.save(to_nifti(volume, grid), path)
+    return path
+
+
+def load_nifti(path: str | Path, grid: Grid | None = None) -> np.ndarray:
+    """→ float32 (X, Y, Z). With ``grid``, the image must already be on it (shape and affine), else NiftiSkip."""
+    path = Path(path)
+    try:
+        img = nib.load(path)
+    except Exception as e:  # noqa: BLE001 - nibabel raises many types for a bad file
+        raise NiftiSkip(f"{path}: not readable as NIfTI ({type(e).__name__}: {e})") from None
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise NiftiSkip(f"{path}: {type(img).__name__}, not a NIfTI image")
+    data = np.asanyarray(img.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise NiftiSkip(f"{path}: {data.ndim}-D image; expected a 3-D map")
+    if grid is not None:
+        if tuple(data.shape) != grid.shape:
+            raise NiftiSkip(f"{path}: shape {tuple(data.shape)} is not the {grid.voxel_mm:g} mm MNI152 grid "
+                            f"{grid.shape}; resample it first (or choose --voxel-mm)")
+        if not np.allclose(img.affine, grid.affine, atol=1e-3):
+            raise NiftiSkip(f"{path}: affine differs from the {grid.voxel_mm:g} mm MNI152 affine "
+                            f"{grid.affine.tolist()}; resample it first")
+    out = np.asarray(data, dtype=np.float32)
+    if not np.all(np.isfinite(out)):
+        raise NiftiSkip(f"{path}: contains NaN/inf values")
+    return out
+
+
+def find_nifti(folder: str | Path) -> list[Path]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise NeurorayError(f"--nifti {root}: not a folder; expected a folder of *.nii / *.nii.gz maps")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES))
+    if not files:
+        raise NeurorayError(f"--nifti {root}: no *.nii or *.nii.gz files")
+    return files
+
+
+def nifti_key(path: Path, root: Path) -> str:
+    rel = str(path.relative_to(root))
+    for suffix in (".nii.gz", ".nii"):
+        if rel.endswith(suffix):
+            return rel[: -len(suffix)]
+    return rel

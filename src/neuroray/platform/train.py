@@ -65,10 +65,12 @@ def load_checkpoint(folder: str | Path) -> registry.Task:
 
 
 class EpochReporter(L.Callback):
-    """After each epoch (validation included): metrics to Ray, with a checkpoint when it matters.
+    """After each epoch of the final phase (validation included): metrics to Ray, with a checkpoint
+    when the monitored metric improves (so the kept checkpoint is the best epoch's).
 
-    The final phase checkpoints when the monitored metric improves (so the kept checkpoint is the
-    best epoch's); earlier phases checkpoint at their last epoch, for the next phase and for audits.
+    Earlier phases report nothing to Ray: Tune's searchers and schedulers expect the experiment's metric
+    in every result, and a pretraining phase has none. Their metrics go to TensorBoard; their weights pass
+    to the next phase in memory.
     """
 
     def __init__(self, report: ReportFn, phase: dict[str, Any], spec: dict[str, Any], final: bool,
@@ -78,15 +80,15 @@ class EpochReporter(L.Callback):
         self.best = math.inf if mode == "min" else -math.inf
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not self.final:
+            return
         metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics.update(phase=self.phase["name"], phase_epoch=trainer.current_epoch + 1)
         value = metrics.get(self.monitor, math.nan)
         improved = not math.isnan(value) and (value < self.best if self.mode == "min" else value > self.best)
         if improved:
             self.best = value
-        last = trainer.current_epoch + 1 >= self.phase["epochs"]
-        attach = self.is_rank0 and ((self.final and improved) or (not self.final and last))
-        if not attach:
+        if not (self.is_rank0 and improved):
             self.report(metrics, None)
             return
         with tempfile.TemporaryDirectory(prefix="neuroray-ckpt-") as tmp:

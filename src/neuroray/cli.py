@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import pkgutil
 import shutil
 import signal
 import sys
@@ -107,14 +104,9 @@ def _prepare_eeg_args(p: argparse.ArgumentParser) -> None:
 
 
 def _prepare_commands() -> dict[str, Any]:
-    """``neuroray.datasets.<kind>.command`` modules (HELP, add_arguments(parser), run(args) -> int)."""
-    import neuroray.datasets as package
+    from neuroray.datasets.commands import prepare_commands
 
-    found: dict[str, Any] = {}
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.ispkg and info.name != "eeg" and importlib.util.find_spec(f"{package.__name__}.{info.name}.command"):
-            found[info.name] = importlib.import_module(f"{package.__name__}.{info.name}.command")
-    return found
+    return {k: v for k, v in prepare_commands().items() if k != "eeg"}
 
 
 def _prepare(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from neuroray.platform import report, session
 from neuroray.platform.prepare import prepare_eeg, print_result
 from neuroray.platform.tune import run_experiment
 from neuroray.search_spaces.experiment import LoadedExperiment
-from neuroray.search_spaces.schema import PrepareEEG, SyntheticEEG
+from neuroray.search_spaces.schema import PrepareCommand, PrepareEEG, SyntheticEEG
 from neuroray.trainables import base as registry
 
 
@@ -37,10 +37,15 @@ class RunSummary:
         return report.best_trial(self.trials, self.metric, self.mode)
 
 
-def _prepare(prep: SyntheticEEG | PrepareEEG, root: Path, address: str | None) -> None:
+def _prepare(prep: SyntheticEEG | PrepareEEG | PrepareCommand, root: Path, address: str | None) -> None:
     print(f"preparing {prep.kind} shard set at {root} ...", flush=True)
     if isinstance(prep, SyntheticEEG):
         write_synthetic_eeg(root, overwrite=root.exists(), **prep.model_dump(exclude={"kind"}))
+        return
+    if isinstance(prep, PrepareCommand):
+        from neuroray.datasets.commands import run_prepare
+
+        run_prepare(prep.kind, prep.args + (["--overwrite"] if root.exists() else []), root)
         return
     bids = Path(prep.bids)
     if prep.synthetic_hbn is not None and not bids.exists():

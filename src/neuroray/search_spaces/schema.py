@@ -55,9 +55,16 @@ class PrepareEEG(Strict):
     keep_no_response: bool = False
 
 
+class PrepareCommand(Strict):
+    """`neuroray prepare <kind> ARGS --out <data.shards>` (volumes, spectrograms)."""
+
+    kind: Literal["volumes", "spectrograms"]
+    args: list[str] = Field(default_factory=list)
+
+
 class Data(Strict):
     shards: str
-    prepare: SyntheticEEG | PrepareEEG | None = Field(None, discriminator="kind")
+    prepare: SyntheticEEG | PrepareEEG | PrepareCommand | None = Field(None, discriminator="kind")
     verify: Literal["sha256", "size", "none"] = "sha256"
     cache: Literal["auto", "memory", "stream"] = "auto"
 

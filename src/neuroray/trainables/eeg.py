@@ -15,13 +15,13 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
-from torchmetrics import AUROC, Accuracy, F1Score, PearsonCorrCoef
+from torchmetrics import PearsonCorrCoef
 
 from neuroray.datasets.spec import EEGWindowSpec
 from neuroray.errors import ConfigError
 from neuroray.trainables import braindecode_encoders
 from neuroray.trainables.base import Task, TaskHparams, register
-from neuroray.trainables.metrics import NRMSE
+from neuroray.trainables.metrics import NRMSE, ClassificationMetrics
 
 
 class ShallowEncoder(nn.Module):
@@ -208,9 +208,7 @@ class EEGClassifier(EEGTask):
         if self.hp.n_classes < 2:
             raise ConfigError(f"hparams.n_classes: {self.hp.n_classes}; a classifier needs at least 2")
         self.head = nn.Linear(self.hp.n_filters, self.hp.n_classes)
-        kind: Literal["binary", "multiclass"] = "binary" if self.hp.n_classes == 2 else "multiclass"
-        kw: dict[str, Any] = {"task": kind} if kind == "binary" else {"task": kind, "num_classes": self.hp.n_classes}
-        self.val_auroc, self.val_acc, self.val_f1 = AUROC(**kw), Accuracy(**kw), F1Score(**kw)
+        self.val_metrics = ClassificationMetrics(self.hp.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
@@ -232,13 +230,9 @@ class EEGClassifier(EEGTask):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, logits, y = self._loss(batch)
-        probs = logits.softmax(-1)
-        scores = probs[:, 1] if self.hp.n_classes == 2 else probs
-        for metric in (self.val_auroc, self.val_acc, self.val_f1):
-            metric.update(scores, y)
+        self.val_metrics.update(logits, y)
         self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=max(1, len(y)))
 
     def on_validation_epoch_end(self) -> None:
-        for name, metric in (("auroc", self.val_auroc), ("acc", self.val_acc), ("f1", self.val_f1)):
-            self.log(f"val/{name}", metric.compute())
-            metric.reset()
+        for name, value in self.val_metrics.compute_and_reset().items():
+            self.log(f"val/{name}", value)

@@ -45,3 +45,38 @@ def nrmse(preds: torch.Tensor, target: torch.Tensor) -> float:
     m = NRMSE()
     m.update(preds, target)
     return float(m.compute())
+
+
+class ClassificationMetrics(torch.nn.Module):
+    """AUROC, accuracy and F1 from logits, shared by every classifier.
+
+    Two classes: the binary metrics score the positive class (e.g. knock-out), which is what a study
+    reports; macro one-vs-rest F1 would average in the negative class. More classes: multiclass (macro).
+    """
+
+    def __init__(self, n_classes: int) -> None:
+        from torchmetrics import AUROC, Accuracy, F1Score
+
+        super().__init__()
+        self.binary = n_classes == 2
+        kw: dict[str, object] = {"task": "binary"} if self.binary else {"task": "multiclass", "num_classes": n_classes}
+        self.auroc: Metric = AUROC(**kw)  # type: ignore[arg-type]
+        self.acc: Metric = Accuracy(**kw)  # type: ignore[arg-type]
+        self.f1: Metric = F1Score(**kw)  # type: ignore[arg-type]
+
+    def _named(self) -> list[tuple[str, Metric]]:
+        return [("auroc", self.auroc), ("acc", self.acc), ("f1", self.f1)]
+
+    def update(self, logits: torch.Tensor, y: torch.Tensor) -> None:
+        probs = logits.softmax(dim=-1)
+        scores = probs[:, 1] if self.binary else probs
+        for _, metric in self._named():
+            metric.update(scores, y)
+
+    def compute_and_reset(self) -> dict[str, torch.Tensor]:
+        """``{"auroc": ..., "acc": ..., "f1": ...}`` over the epoch; the states start over."""
+        out = {}
+        for name, metric in self._named():
+            out[name] = metric.compute()
+            metric.reset()
+        return out

@@ -11,11 +11,11 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torchmetrics import AUROC, Accuracy, F1Score
 
 from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
 from neuroray.trainables.base import Task, TaskHparams, register
+from neuroray.trainables.metrics import ClassificationMetrics
 
 
 @dataclass
@@ -47,9 +47,7 @@ class SpectrogramCNN(Task):
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.GELU(),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(self.hp.dropout), nn.Linear(2 * w, self.hp.n_classes),
         )
-        kind = "binary" if self.hp.n_classes == 2 else "multiclass"
-        kw: dict[str, Any] = {"task": kind} if kind == "binary" else {"task": kind, "num_classes": self.hp.n_classes}
-        self.val_auroc, self.val_acc, self.val_f1 = AUROC(**kw), Accuracy(**kw), F1Score(**kw)
+        self.val_metrics = ClassificationMetrics(self.hp.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Per-sample standardization: spectrogram power scales differ across sessions and animals.
@@ -68,13 +66,9 @@ class SpectrogramCNN(Task):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, logits, y = self._loss(batch)
-        probs = logits.softmax(-1)
-        scores = probs[:, 1] if self.hp.n_classes == 2 else probs
-        for metric in (self.val_auroc, self.val_acc, self.val_f1):
-            metric.update(scores, y)
+        self.val_metrics.update(logits, y)
         self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
 
     def on_validation_epoch_end(self) -> None:
-        for name, metric in (("auroc", self.val_auroc), ("acc", self.val_acc), ("f1", self.val_f1)):
-            self.log(f"val/{name}", metric.compute())
-            metric.reset()
+        for name, value in self.val_metrics.compute_and_reset().items():
+            self.log(f"val/{name}", value)

@@ -14,19 +14,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchmetrics import Metric
-from torchmetrics.classification import (
-    BinaryAccuracy,
-    BinaryAUROC,
-    BinaryF1Score,
-    MulticlassAccuracy,
-    MulticlassAUROC,
-    MulticlassF1Score,
-)
 
 from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
 from neuroray.trainables.base import Task, TaskHparams, register
+from neuroray.trainables.metrics import ClassificationMetrics
 
 
 def parse_class_weights(text: str, n_classes: int) -> list[float] | None:
@@ -213,16 +205,7 @@ class TemporalViTClassifier(Task):
         weights = parse_class_weights(self.hp.class_weights, self.hp.n_classes)
         # A buffer, so the weights move with the module to the training device and into checkpoints.
         self.register_buffer("class_weight", torch.tensor(weights or [1.0] * self.hp.n_classes))
-        self.val_auroc, self.val_acc, self.val_f1 = self._metrics(self.hp.n_classes)
-
-    @staticmethod
-    def _metrics(n_classes: int) -> tuple[Metric, Metric, Metric]:
-        # Two classes: the binary metrics score the positive class (e.g. knock-out), which is what a
-        # genotype study reports; macro one-vs-rest F1 would average in the negative class.
-        if n_classes == 2:
-            return BinaryAUROC(), BinaryAccuracy(), BinaryF1Score()
-        return (MulticlassAUROC(num_classes=n_classes), MulticlassAccuracy(num_classes=n_classes),
-                MulticlassF1Score(num_classes=n_classes))
+        self.val_metrics = ClassificationMetrics(self.hp.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -240,13 +223,9 @@ class TemporalViTClassifier(Task):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, logits, y = self._loss(batch)
-        probs = logits.softmax(dim=-1)
-        scores = probs[:, 1] if self.hp.n_classes == 2 else probs
-        for metric in (self.val_auroc, self.val_acc, self.val_f1):
-            metric.update(scores, y)
+        self.val_metrics.update(logits, y)
         self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
-        for key, metric in (("val/auroc", self.val_auroc), ("val/acc", self.val_acc), ("val/f1", self.val_f1)):
-            self.log(key, metric.compute(), sync_dist=False)
-            metric.reset()
+        for name, value in self.val_metrics.compute_and_reset().items():
+            self.log(f"val/{name}", value, sync_dist=False)

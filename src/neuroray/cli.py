@@ -1,9 +1,8 @@
-"""`neuroray {prepare,demo,run,report,export,list}`; ``main(argv)`` returns the exit code (tests call it)."""
+"""`neuroray {prepare,demo,run,report,export,bench-model,predict,list}`; ``main(argv)`` returns the exit code."""
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
 import sys
 import threading
@@ -40,18 +39,65 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--storage", default="runs", help="run folder root (default: runs/)")
     r.add_argument("--smoke", action="store_true", help="tiny epochs/samples/seeds, run folder <name>-smoke")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run folder of this experiment")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run of this experiment: finished "
+                   "trials are kept, unfinished ones continue from their last checkpoint")
     r.add_argument("--quiet", action="store_true", help="no per-trial progress table")
+
+    j = sub.add_parser("submit", help="run an experiment as a Ray job on a cluster; streams its logs")
+    j.add_argument("experiment", help="experiments/….yaml (inside the checkout that is uploaded)")
+    j.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://127.0.0.1:8265")
+    j.add_argument("--storage", default=None, help="s3://BUCKET/PREFIX (or a path every node shares) for results")
+    j.add_argument("--smoke", action="store_true", help="tiny epochs/samples/seeds")
+    j.add_argument("--overwrite", action="store_true", help="replace an earlier run of this experiment in --storage")
+    j.add_argument("--no-wait", action="store_true", help="return once submitted; do not stream logs")
 
     v = sub.add_parser("validate", help="check an experiment file without running it")
     v.add_argument("experiment")
 
-    rep = sub.add_parser("report", help="re-write report.md from a finished run folder")
+    rep = sub.add_parser("report", help="report.md/.csv/.html of a finished run folder: per-arm stats over seeds, "
+                         "Δ vs baseline with paired tests, learning curves, parameter importance")
     rep.add_argument("run_dir")
+    rep.add_argument("--baseline", default=None, help="arm the others are compared with (default: the run's "
+                     "matrix.baseline, else its first arm)")
+    rep.add_argument("--combine", default=None, metavar="RUN_C2", help="EEG2025: RUN_DIR is the challenge-1 run, "
+                     "RUN_C2 the challenge-2 run; adds the score 0.3·C1 + 0.7·C2")
+    rep.add_argument("--out", default=None, help="write the report here instead of into RUN_DIR")
 
-    e = sub.add_parser("export", help="export a trial of a finished run to ONNX (parity-checked)")
-    e.add_argument("run_dir")
+    e = sub.add_parser("export", help="export a trial of a finished run to ONNX (parity-checked, model card, "
+                       "optional INT8/FP16), or build an EEG2025 submission zip with --challenge eeg2025")
+    e.add_argument("run_dir", nargs="?", help="finished run folder (runs/<experiment>)")
     e.add_argument("--trial", default="best", help="best | TRIAL_ID")
-    e.add_argument("--out", default=None, help="output folder (default: RUN_DIR/export)")
+    e.add_argument("--out", default=None, help="output folder (default: RUN_DIR/export); with --challenge: the "
+                   "zip file (default: submission.zip)")
+    e.add_argument("--quantize", choices=["none", "int8", "int8-static", "fp16"], default="none",
+                   help="int8: dynamic (weights INT8, activations per batch); int8-static: QDQ calibrated on "
+                   "training windows; fp16: half precision. Default none")
+    e.add_argument("--accept-loss", action="store_true", help="keep a quantized model whose validation metric is "
+                   "worse than --max-loss-pct (default: refuse, exit 2)")
+    e.add_argument("--max-loss-pct", type=float, default=2.0, help="largest relative loss of the validation "
+                   "metric a quantized model may have, in percent (default 2)")
+    e.add_argument("--calib-windows", type=int, default=256, help="int8-static: training windows to calibrate on")
+    e.add_argument("--challenge", choices=["eeg2025"], default=None, help="build a challenge submission zip")
+    e.add_argument("--challenge1", metavar="RUN_DIR[@TRIAL]", help="--challenge eeg2025: the run (and trial, "
+                   "default best) of the challenge-1 model (response time, 129 ch x 200 samples at 100 Hz)")
+    e.add_argument("--challenge2", metavar="RUN_DIR[@TRIAL]", help="--challenge eeg2025: the run of the "
+                   "challenge-2 model (externalizing factor)")
+
+    bm = sub.add_parser("bench-model", help="batch-1 latency p50/p95 and batch-64 throughput of an ONNX model")
+    bm.add_argument("model", help="model.onnx")
+    bm.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    bm.add_argument("--runs", type=int, default=200, help="timed batch-1 runs (default 200)")
+    bm.add_argument("--warmup", type=int, default=20, help="untimed warm-up runs (default 20)")
+    bm.add_argument("--batch", type=int, default=64, help="batch size of the throughput test (default 64)")
+    bm.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
+
+    pd_ = sub.add_parser("predict", help="batch inference of an ONNX model over a shard set → Parquet")
+    pd_.add_argument("model", help="model.onnx (its model_card.json beside it is checked against the shard set)")
+    pd_.add_argument("shards", help="shard set folder")
+    pd_.add_argument("--out", required=True, help="output Parquet file (written atomically)")
+    pd_.add_argument("--split", choices=["train", "val", "test", "all"], default="test", help="default test")
+    pd_.add_argument("--batch-size", type=int, default=256, help="rows per inference batch (default 256)")
+    pd_.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all)")
 
     pr = sub.add_parser("prepare", help="raw data → a shard set (Parquet + manifest)")
     kinds = pr.add_subparsers(dest="kind", required=True, parser_class=_Parser)
@@ -142,57 +188,94 @@ def _run(args: argparse.Namespace) -> int:
 
     loaded = load(args.experiment, smoke=args.smoke)  # validated before Ray starts
     from neuroray.platform.runner import print_summary, run
+    from neuroray.platform.storage import clear_previous_run, local_root
 
-    run_dir = Path(loaded.model.storage or args.storage) / loaded.name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not (args.overwrite or args.smoke):
-            raise NeurorayError(f"{run_dir}: a run of {loaded.name!r} already exists; pass --overwrite to replace "
-                                "it or --storage to write elsewhere")
-        shutil.rmtree(run_dir)
-    summary = run(loaded, storage=args.storage, address=args.address, verbose=0 if args.quiet else 1)
+    run_dir = local_root(loaded.model.storage or args.storage) / loaded.name  # s3://… keeps its summary in runs/
+    if args.resume and args.overwrite:
+        raise NeurorayError("--resume and --overwrite exclude each other: continue the run, or replace it")
+    if args.resume and not run_dir.is_dir():
+        raise NeurorayError(f"--resume: {run_dir} does not exist; there is no run of {loaded.name!r} to continue")
+    if not args.resume:  # an earlier run here (local, or in s3://… storage) is an error unless replaced
+        # --smoke replaces a finished smoke run on its own, never an interrupted one
+        finished = (run_dir / "results.csv").is_file()
+        clear_previous_run(loaded.model.storage or args.storage, loaded.name,
+                           replace=args.overwrite or (args.smoke and finished))
+    summary = run(loaded, storage=args.storage, address=args.address, verbose=0 if args.quiet else 1,
+                  resume=args.resume)
     print_summary(summary)
     return 0 if (summary.trials["status"] == "OK").any() else 1
 
 
 def _demo(args: argparse.Namespace) -> int:
     from neuroray.platform.demo import demo
+    from neuroray.platform.storage import is_uri
 
+    if is_uri(args.storage):
+        raise NeurorayError(f"--storage {args.storage}: the demo writes a local folder; for remote storage run "
+                            "`neuroray run experiments/demo.yaml --storage URI`")
     return demo(storage=Path(args.storage), smoke=args.smoke, address=args.address)
 
 
 def _report(args: argparse.Namespace) -> int:
     from neuroray.platform import report
 
-    run_dir = Path(args.run_dir)
-    info, trials = report.load_run(run_dir)
-    table = report.write_reports(run_dir, trials, info["name"], info["metric"], info["mode"], info["arms"],
-                                 shards=info.get("shards"))
+    table, out = report.rebuild(Path(args.run_dir), baseline=args.baseline,
+                                combine=Path(args.combine) if args.combine else None,
+                                out=Path(args.out) if args.out else None)
     print(report.markdown_table(table))
-    print(f"report: {run_dir / 'report.md'}")
+    print(f"report: {out / 'report.md'}, {out / 'report.csv'}, {out / 'report.html'}")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from neuroray.datasets.shards import open_shard_set
-    from neuroray.platform import report
-    from neuroray.platform.export import PARITY_TOL, export_checkpoint
+    if args.challenge:
+        from neuroray.platform.submission import build_submission, format_submission
 
+        if not (args.challenge1 and args.challenge2) or args.run_dir:
+            raise NeurorayError("--challenge eeg2025 takes --challenge1 RUN_DIR[@TRIAL] and --challenge2 "
+                                "RUN_DIR[@TRIAL] (no positional RUN_DIR)")
+        out = Path(args.out or "submission.zip")
+        print(format_submission(build_submission(args.challenge1, args.challenge2, out)))
+        return 0
+    if not args.run_dir:
+        raise NeurorayError("export needs RUN_DIR (or --challenge eeg2025 --challenge1 ... --challenge2 ...)")
+    from neuroray.platform.export import export_trial, format_report
+    from neuroray.platform.quantize import MODES
+
+    if args.max_loss_pct < 0 or args.calib_windows < 1:
+        raise NeurorayError("--max-loss-pct must be >= 0 and --calib-windows >= 1")
     run_dir = Path(args.run_dir)
-    info, trials = report.load_run(run_dir)
-    if args.trial == "best":
-        row = report.best_trial(trials, info["metric"], info["mode"])
-        if row is None:
-            raise NeurorayError(f"{run_dir}: no trial reported {info['metric']}; nothing to export")
-    else:
-        match = trials[trials["trial_id"] == args.trial]
-        if match.empty:
-            raise NeurorayError(f"--trial {args.trial}: not in {run_dir}; trials: {', '.join(trials['trial_id'])}")
-        row = match.iloc[0]
-    out = Path(args.out) if args.out else run_dir / "export"
-    result = export_checkpoint(row["checkpoint"], open_shard_set(info["shards"]), out)
-    print(f"exported trial {row['trial_id']} → {result.path}; onnxruntime vs torch max |Δ| = "
-          f"{result.max_abs_diff:.2e} on {result.n_windows} validation windows")
-    return 0 if result.max_abs_diff <= PARITY_TOL else 1
+    row, report = export_trial(run_dir, args.trial, Path(args.out) if args.out else None, MODES[args.quantize],
+                               max_loss=args.max_loss_pct / 100, accept_loss=args.accept_loss,
+                               calib_windows=args.calib_windows)
+    print(format_report(str(row["trial_id"]), report))
+    return 0
+
+
+def _bench_model(args: argparse.Namespace) -> int:
+    import json
+
+    from neuroray.platform.inference import OnnxModel, bench, format_bench
+
+    result = bench(OnnxModel(args.model, threads=args.threads), runs=args.runs, warmup=args.warmup,
+                   batch=args.batch)
+    print(format_bench(result))
+    if args.json:
+        from neuroray.datasets.shards import atomic_write
+
+        text = json.dumps(result, indent=2)
+        atomic_write(Path(args.json), lambda p: p.write_text(text))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from neuroray.datasets.shards import open_shard_set
+    from neuroray.platform.inference import OnnxModel, predict
+
+    model = OnnxModel(args.model, threads=args.threads)
+    result = predict(model, open_shard_set(args.shards), args.out, split=args.split, batch_size=args.batch_size)
+    print(f"{result.rows} predictions ({', '.join(result.splits)}) → {result.out}")
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -204,6 +287,13 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from neuroray.platform.submit import submit
+
+    return submit(args.experiment, args.address, storage=args.storage, smoke=args.smoke, overwrite=args.overwrite,
+                  wait=not args.no_wait)
+
+
 def _validate(args: argparse.Namespace) -> int:
     from neuroray.search_spaces.experiment import load
 
@@ -213,11 +303,17 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _run, "prepare": _prepare, "demo": _demo, "report": _report, "export": _export, "list": _list,
-            "validate": _validate}
+            "validate": _validate, "bench-model": _bench_model, "predict": _predict, "submit": _submit}
 
 
-def _interrupt_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (a scheduler's kill) takes the same cleanup path as Ctrl-C
+def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (a scheduler's kill) takes the same path as Ctrl-C: while Tune runs, that is Tune's own
+    handler (it saves the experiment state for --resume); otherwise a KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signal.SIGINT, frame)
+        return
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,7 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        hint = {"prepare": "; finished recordings are kept: rerun with --resume"}.get(args.command, "")
+        hint = {"prepare": "; finished recordings are kept: rerun with --resume",
+                "run": "; finished trials and checkpoints are kept: rerun with --resume"}.get(args.command, "")
         print(f"interrupted{hint}", file=sys.stderr)
         return 130
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,14 +57,77 @@ def test_challenge1_smoke_eegnex_beats_the_mean_predictor(workdir: Path) -> None
     assert df["val/nrmse"].iloc[0] < 0.9
 
 
-def test_multiphase_ablation_smoke_runs_every_arm_with_its_phases(workdir: Path) -> None:
-    assert main(["run", str(EXPERIMENTS / "multiphase_ablation.yaml"), "--smoke", "--quiet",
-                 "--storage", str(workdir / "runs")]) == 0
+def _finished_trials(run: Path, epochs: int = 2) -> list[Path]:
+    """Trial folders whose final phase reported every epoch (the smoke finetune has 2)."""
+    return sorted(p for p in run.glob("*-s*-*/progress.csv") if len(pd.read_csv(p)) >= epochs)
+
+
+def test_multiphase_ablation_smoke_killed_and_resumed(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGTERM the driver after the first trial finished; --resume completes the 4 arms without re-running it."""
+    import ray
+
+    exp = str(EXPERIMENTS / "multiphase_ablation.yaml")
     run = workdir / "runs" / "eeg2025-multiphase-ablation-smoke"
+    cmd = [sys.executable, "-m", "neuroray", "run", exp, "--smoke", "--quiet", "--storage", "runs",
+           "--address", ray.get_runtime_context().gcs_address]
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")})
+    deadline = time.time() + 600
+    while not _finished_trials(run):
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+        assert time.time() < deadline, "no trial finished in 10 minutes"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err.decode()[-3000:]
+    assert "rerun with --resume" in err.decode()
+    assert not (run / "results.csv").exists()  # no report from half a run
+    done_before = {p: p.read_text() for p in _finished_trials(run)}
+    assert 1 <= len(done_before) < 4
+
+    # Without --resume the folder is protected; with it, the run finishes.
+    assert main(["run", exp, "--smoke", "--quiet", "--storage", "runs"]) == 2
+    assert "pass --resume to continue it" in capsys.readouterr().err
+    assert main(["run", exp, "--smoke", "--quiet", "--storage", "runs", "--resume"]) == 0
+
     df = pd.read_csv(run / "results.csv")
-    assert sorted(df["arm"]) == ["full", "no_aux", "no_contrastive", "supervised"]
+    assert sorted(df["arm"]) == ["full", "no_aux", "no_contrastive", "supervised"]  # the same 4 trials
     assert (df["status"] == "OK").all() and df["val/nrmse"].notna().all()
+    for progress, text in done_before.items():  # finished trials were not run again
+        assert progress.read_text() == text
+    assert len(list(run.glob("*-s*-*/progress.csv"))) == 4
+    for progress in run.glob("*/progress.csv"):  # and no epoch was reported twice
+        epochs = pd.read_csv(progress)["training_iteration"].tolist()
+        assert epochs == list(range(1, len(epochs) + 1)), f"{progress}: {epochs}"
+    # Per-phase checkpoints: earlier phases under checkpoints/<trial>/, the final phase's best in Tune's folder.
+    full = next((run / "checkpoints").glob("full-*"))
+    assert sorted(p.name for p in full.iterdir()) == ["contrastive", "pretrain"]
+    assert all((full / phase / "model.pt").is_file() for phase in ("contrastive", "pretrain"))
+    assert all((Path(c) / "model.pt").is_file() and (Path(c) / "lightning.ckpt").is_file() for c in df["checkpoint"])
     phases = {arm: sorted(p.name for p in (run / "tensorboard").glob(f"{arm}-*/*")) for arm in df["arm"]}
     assert phases["full"] == ["contrastive", "finetune", "pretrain"]
     assert phases["no_contrastive"] == ["finetune", "pretrain"]
     assert phases["supervised"] == ["finetune"]
+    # Arms are compared against `supervised` (matrix.baseline).
+    assert json.loads((run / "run.json").read_text())["baseline"] == "supervised"
+
+
+def test_challenge1_hpo_smoke_samples_a_conditional_space(workdir: Path) -> None:
+    assert main(["run", str(EXPERIMENTS / "challenge1_hpo.yaml"), "--smoke", "--quiet",
+                 "--storage", str(workdir / "runs")]) == 0
+    df = pd.read_csv(workdir / "runs" / "eeg2025-challenge1-hpo-smoke" / "results.csv")
+    assert len(df) == 3 and (df["status"] == "OK").all()
+    assert set(df["param.encoder"]) <= {"conv", "shallow"}
+    # n_filters exists only where its condition (encoder == conv) held
+    has_width = df["param.n_filters"].notna() if "param.n_filters" in df else pd.Series(False, index=df.index)
+    assert (has_width == (df["param.encoder"] == "conv")).all()
+    assert df["param.lr"].between(3e-4, 5e-3).all()
+
+
+def test_challenge2_hpo_smoke_regresses_externalizing(workdir: Path) -> None:
+    assert main(["run", str(EXPERIMENTS / "challenge2_hpo.yaml"), "--smoke", "--quiet",
+                 "--storage", str(workdir / "runs")]) == 0
+    shards = open_shard_set(workdir / "data" / "eeg2025" / "challenge2-smoke")
+    assert shards.manifest["target"]["column"] == "externalizing"
+    df = pd.read_csv(workdir / "runs" / "eeg2025-challenge2-hpo-smoke" / "results.csv")
+    assert len(df) == 1 and (df["status"] == "OK").all() and df["val/nrmse"].notna().all()

@@ -13,7 +13,16 @@ from neuroray.cli import main
 from neuroray.datasets.shards import open_shard_set
 
 REPO = Path(__file__).resolve().parents[2]
-STUDIES = ["atlas/vae3d_conditional.yaml", "lfp/genotype_vit.yaml", "rf/localization.yaml"]
+STUDIES = ["atlas/vae3d_conditional.yaml", "atlas/beta_vae_sweep.yaml", "lfp/genotype_vit.yaml",
+           "lfp/ntrials_matrix.yaml", "rf/localization.yaml", "rf/localization_hpo.yaml"]
+# The EEG2025 files run against the session's synthetic HBN tree in test_eeg2025_challenge1.py.
+EEG2025 = ["eeg2025/challenge1.yaml", "eeg2025/challenge1_hpo.yaml", "eeg2025/challenge2_hpo.yaml",
+           "eeg2025/multiphase_ablation.yaml"]
+
+
+def test_every_experiment_file_has_a_smoke_test() -> None:
+    shipped = sorted(str(p.relative_to(REPO / "experiments")) for p in (REPO / "experiments").rglob("*.yaml"))
+    assert shipped == sorted([*STUDIES, *EEG2025, "demo.yaml"])  # demo.yaml: tests/platform/test_demo_smoke.py
 
 
 @pytest.mark.parametrize("rel", STUDIES)

@@ -44,8 +44,12 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` to a temp file in the same folder, then rename: readers see old or new, never half."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a failed or interrupted write leaves neither half a file nor its temp
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def tensor_array(x: np.ndarray) -> pa.ExtensionArray:
@@ -121,9 +125,9 @@ class ShardSetWriter:
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Checksum every file, write the manifest last, then move the set into place."""
-        files = {
-            str(p.relative_to(self._tmp)): sha256_file(p) for p in sorted(self._tmp.rglob("*.parquet"))
-        }
+        parts = sorted(self._tmp.rglob("*.parquet"))
+        files = {str(p.relative_to(self._tmp)): sha256_file(p) for p in parts}
+        sizes = {str(p.relative_to(self._tmp)): p.stat().st_size for p in parts}
         manifest: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "modality": self.spec.modality,
@@ -135,6 +139,7 @@ class ShardSetWriter:
             "sources": self.sources,
             "skipped": skipped or [],
             "files": files,
+            "sizes": sizes,
             "created_by": {
                 "tool": f"neuroray {__version__}",
                 "user": getpass.getuser(),
@@ -144,9 +149,11 @@ class ShardSetWriter:
             **(extra or {}),
         }
         (self._tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
-        if self.out.exists():
-            shutil.rmtree(self.out)
+        old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
+        if self.out.exists():  # --overwrite: the old set stays whole (beside it) until the new one is in place
+            os.replace(self.out, old)
         os.replace(self._tmp, self.out)
+        shutil.rmtree(old, ignore_errors=True)
         return manifest
 
     def abort(self) -> None:
@@ -192,6 +199,16 @@ def tensor_column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(col.to_numpy_ndarray(), dtype=np.float32)
 
 
+def _check_parquet(path: Path) -> None:
+    """The footer must parse: a corrupt shard fails here with its name, not deep inside a Ray Data read."""
+    try:
+        pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ShardSetError(f"{path}: not a readable Parquet file ({reason}); the shard is corrupt. "
+                            "Re-run `neuroray prepare` for this shard set") from None
+
+
 def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: str = "sha256") -> ShardSet:
     """Open and verify a shard set; refuses a missing manifest, changed files or a different spec.
 
@@ -211,13 +228,20 @@ def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: st
                             f"this neuroray reads {SCHEMA_VERSION}")
     if verify not in ("sha256", "size", "none"):
         raise ShardSetError(f"verify={verify!r}; allowed: sha256, size, none")
+    sizes = manifest.get("sizes", {})  # absent in shard sets written before sizes were recorded
     for rel, digest in manifest.get("files", {}).items():
         path = root / rel
         if not path.is_file():
             raise ShardSetError(f"{path}: listed in {MANIFEST} but missing")
+        if verify == "none":
+            continue
+        if rel in sizes and path.stat().st_size != sizes[rel]:
+            raise ShardSetError(f"{path}: {path.stat().st_size} bytes, {MANIFEST} says {sizes[rel]}; the file "
+                                "changed or was cut short. Re-run `neuroray prepare` for this shard set")
         if verify == "sha256" and sha256_file(path) != digest:
             raise ShardSetError(f"{path}: checksum differs from {MANIFEST}; the file changed or is corrupt. "
                                 "Re-run `neuroray prepare` for this shard set")
+        _check_parquet(path)
     shard_set = ShardSet(root=root, manifest=manifest)
     if expect_spec is not None and shard_set.spec != expect_spec:
         raise ShardSetError(f"{root}: spec {shard_set.spec.to_dict()} differs from the experiment's "

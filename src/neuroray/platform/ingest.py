@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import ray.data
 
@@ -23,13 +24,38 @@ def split_bytes(shard_set: ShardSet, split: str) -> int:
     return sum(os.path.getsize(f) for f in shard_set.files(split))
 
 
+@contextmanager
+def parquet_reader_v1() -> Iterator[None]:
+    """Read Parquet with Ray Data's V1 datasource unless the user chose (``RAY_DATA_USE_DATASOURCE_V2``).
+
+    Ray 2.60's default V2 reader provisions a pool of 32 ``FooterReader`` actors — new worker processes —
+    on every execution of a read (every epoch of a streamed split, every materialize) and kills them
+    afterwards. On 2 cores that cost 9–22 s per epoch of a 210-row split vs 1.4–2.2 s with V1, which reads
+    the footers once when the dataset is created (benchmarks/ingest.py, RESULTS.md).
+    """
+    ctx = ray.data.DataContext.get_current()
+    if "RAY_DATA_USE_DATASOURCE_V2" in os.environ:
+        yield
+        return
+    old, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
+    try:
+        yield
+    finally:
+        ctx.use_datasource_v2 = old
+
+
 def load_datasets(shard_set: ShardSet, splits: Sequence[str] = ("train", "val"),
                   cache: str = "auto") -> dict[str, ray.data.Dataset]:
     """One Ray dataset per split, streaming Parquet; materialized when ``cache`` says so."""
     columns = tensor_columns(shard_set)
     out: dict[str, ray.data.Dataset] = {}
     for split in splits:
-        ds = ray.data.read_parquet(shard_set.files(split)).select_columns(columns)
+        files = shard_set.files(split)
+        # One block per file (Ray splits blocks above 128 MiB itself): by default V1 cuts a split into
+        # >= 200 blocks, ~1 row each for volumes, and every batch then gathers many tiny objects
+        # (measured 2.9k vs 19k volumes/s from a materialized split).
+        with parquet_reader_v1():
+            ds = ray.data.read_parquet(files, override_num_blocks=len(files)).select_columns(columns)
         if cache == "memory" or (cache == "auto" and split_bytes(shard_set, split) < CACHE_BYTES):
             ds = ds.materialize()
         out[split] = ds

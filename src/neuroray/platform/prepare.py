@@ -11,7 +11,7 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
-from neuroray.datasets.eeg.bids import PARTICIPANT_COLUMNS, find_recordings, read_participants
+from neuroray.datasets.eeg.bids import PARTICIPANT_COLUMNS, Recording, find_recordings, read_participants
 from neuroray.datasets.eeg.prepare import TARGET_COLUMN, EEGPrepareConfig, WorkDir, assemble, process_recording
 from neuroray.datasets.shards import MANIFEST
 from neuroray.errors import NeurorayError
@@ -51,7 +51,21 @@ def prepare_eeg(bids: str | Path, out: str | Path, cfg: EEGPrepareConfig, *, res
         if not work.matches():
             raise NeurorayError(f"--resume: the interrupted prepare in {work.root} used other settings; "
                                 "rerun with the same options or pass --overwrite to start over")
-    work.start(cfg, fresh=overwrite or not work.exists())
+    try:
+        work.start(cfg, fresh=overwrite or not work.exists())
+    except OSError as e:
+        raise NeurorayError(f"--out {out}: cannot write its work folder {work.root} ({e.strerror}); "
+                            "choose an --out in a folder you can write") from None
+    try:
+        return _process(recordings, participants, work, out, cfg, start, strict=strict, overwrite=overwrite,
+                        address=address, progress=progress)
+    except NeurorayError:
+        work.forget_failures()  # bad input, not an interruption: keep only finished recordings
+        raise
+
+
+def _process(recordings: list[Recording], participants: Any, work: WorkDir, out: Path, cfg: EEGPrepareConfig,
+             start: float, *, strict: bool, overwrite: bool, address: str | None, progress: bool) -> PrepareResult:
     done = work.load_done()
     todo = [r for r in recordings if r.key not in done]
     if strict:

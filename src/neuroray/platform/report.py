@@ -1,9 +1,13 @@
-"""Results and ablation reports: one row per trial, then per-arm mean ± std over seeds."""
+"""Run results: one row per trial, per-epoch histories, the run folder's files; then the report.
+
+At the end of `neuroray run` ``write_reports`` persists everything a report needs (run.json, results.csv/
+.parquet, history.parquet), so `neuroray report RUN_DIR` rebuilds the report from the folder alone
+(report_build.py: statistics in report_stats.py, figures in report_plots.py, HTML in report_html.py).
+"""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +16,37 @@ import pandas as pd
 from ray import tune
 
 from neuroray.datasets.shards import atomic_write
+from neuroray.errors import NeurorayError
+from neuroray.platform import report_build
+from neuroray.platform.report_build import Source, markdown_table, resolve_baseline
+from neuroray.platform.report_stats import arm_stats, best_per_cell
+
+__all__ = ["RUN_INFO", "HISTORY", "trial_rows", "trial_histories", "best_trial", "arm_table", "markdown_table",
+           "write_reports", "load_run", "load_history", "rebuild"]
 
 RUN_INFO = "run.json"
+HISTORY = "history.parquet"
 RESULT_COLUMNS = ["trial_id", "arm", "seed", "status", "epochs", "checkpoint"]
+HISTORY_KEYS = ["trial_id", "arm", "seed", "training_iteration", "phase", "phase_epoch"]
+_METRIC_PREFIXES = ("val/", "train/", "test/")
 
 
 def _checkpoint_path(result: tune.Result, history: pd.DataFrame) -> str | None:
     if result.checkpoint is not None:
-        return str(result.checkpoint.path)
+        from neuroray.platform.storage import checkpoint_uri  # s3://… when --storage is a URI
+
+        return checkpoint_uri(result.checkpoint)
     if "checkpoint_path" in history and history["checkpoint_path"].notna().any():
         return str(history["checkpoint_path"].dropna().iloc[-1])  # TorchTrainer engine
     return None
+
+
+def _trial_id(result: tune.Result) -> str:
+    return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
+
+
+def _history(result: tune.Result) -> pd.DataFrame:
+    return result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
 
 
 def trial_rows(grid: tune.ResultGrid, metric: str, mode: str) -> pd.DataFrame:
@@ -31,10 +55,9 @@ def trial_rows(grid: tune.ResultGrid, metric: str, mode: str) -> pd.DataFrame:
     for i in range(len(grid)):
         result = grid[i]
         cfg = result.config or {}
-        history = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
+        history = _history(result)
         row: dict[str, Any] = {
-            "trial_id": (result.metrics or {}).get("trial_id") or Path(result.path).name,
-            "arm": cfg.get("arm"), "seed": cfg.get("seed"),
+            "trial_id": _trial_id(result), "arm": cfg.get("arm"), "seed": cfg.get("seed"),
             "status": "ERROR" if result.error else "OK",
             "epochs": int(history["training_iteration"].max()) if "training_iteration" in history else 0,
         }
@@ -44,7 +67,7 @@ def trial_rows(grid: tune.ResultGrid, metric: str, mode: str) -> pd.DataFrame:
             final = final[final[metric].notna()]
             best = final.loc[final[metric].idxmin() if mode == "min" else final[metric].idxmax()]
             for col in final.columns:
-                if col.startswith(("val/", "train/", "test/")):
+                if col.startswith(_METRIC_PREFIXES):
                     row[col] = float(best[col])
             row["best_epoch"] = int(best["training_iteration"])
         row["checkpoint"] = _checkpoint_path(result, history)
@@ -56,6 +79,27 @@ def trial_rows(grid: tune.ResultGrid, metric: str, mode: str) -> pd.DataFrame:
     return df.sort_values(["arm", "seed", "trial_id"], kind="stable").reset_index(drop=True)
 
 
+def trial_histories(grid: tune.ResultGrid) -> pd.DataFrame:
+    """Every reported epoch of every trial (learning curves): ``HISTORY_KEYS`` + metric columns."""
+    frames = []
+    for i in range(len(grid)):
+        result = grid[i]
+        h = _history(result)
+        if h.empty:
+            continue
+        cfg = result.config or {}
+        keep = [c for c in h.columns if c in ("training_iteration", "phase", "phase_epoch")
+                or str(c).startswith(_METRIC_PREFIXES)]
+        h = h[keep].copy()
+        h.insert(0, "trial_id", _trial_id(result))
+        h.insert(1, "arm", cfg.get("arm"))
+        h.insert(2, "seed", cfg.get("seed"))
+        frames.append(h)
+    if not frames:
+        return pd.DataFrame(columns=HISTORY_KEYS)
+    return pd.concat(frames, ignore_index=True)
+
+
 def best_trial(df: pd.DataFrame, metric: str, mode: str) -> pd.Series | None:
     ok = df[df[metric].notna()]
     if ok.empty:
@@ -63,64 +107,54 @@ def best_trial(df: pd.DataFrame, metric: str, mode: str) -> pd.Series | None:
     return ok.loc[ok[metric].idxmin() if mode == "min" else ok[metric].idxmax()]
 
 
-def arm_table(df: pd.DataFrame, metric: str, mode: str, arms: list[str]) -> pd.DataFrame:
-    """Per arm: best trial per (arm, seed) cell, then mean ± std over seeds and Δ vs the first arm."""
-    ok = df[df[metric].notna()]
-    pick = ok.groupby(["arm", "seed"])[metric].min() if mode == "min" else ok.groupby(["arm", "seed"])[metric].max()
-    out = []
-    baseline = float(pick.loc[arms[0]].mean()) if arms and arms[0] in pick.index.get_level_values(0) else math.nan
-    for arm in arms:
-        vals = pick.loc[arm].to_numpy(dtype=float) if arm in pick.index.get_level_values(0) else np.array([])
-        mean = float(vals.mean()) if len(vals) else math.nan
-        out.append({"arm": arm, "seeds": len(vals), "trials": int((df["arm"] == arm).sum()),
-                    "mean": mean, "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
-                    "delta_vs_" + (arms[0] if arms else "first"): mean - baseline})
-    return pd.DataFrame(out)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "—" if math.isnan(v) else f"{v:.4f}"
-    return str(v)
-
-
-def markdown_table(df: pd.DataFrame) -> str:
-    head = "| " + " | ".join(df.columns) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, sep, *body])
+def arm_table(df: pd.DataFrame, metric: str, mode: str, arms: list[str], baseline: str | None = None) -> pd.DataFrame:
+    """Per arm, the monitored metric over seeds (best trial per cell): mean, std, 95 % CI, Δ and paired p."""
+    base = resolve_baseline(baseline, arms)
+    stats = arm_stats(best_per_cell(df, metric, mode), arms, base, [metric])
+    return report_build.summary_table(stats, df, metric, arms, base)
 
 
 def write_reports(run_dir: Path, df: pd.DataFrame, name: str, metric: str, mode: str,
-                  arms: list[str], shards: str | None = None) -> pd.DataFrame:
-    """results.csv/.parquet (one row per trial) and report.md (per-arm comparison); returns the arm table."""
+                  arms: list[str], shards: str | None = None, baseline: str | None = None,
+                  history: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Persist the run (run.json, results.csv/.parquet, history.parquet), then write its report
+    (report.csv/.md/.html + PNGs); returns the per-arm table of the monitored metric."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    info = {"name": name, "metric": metric, "mode": mode, "arms": arms, "shards": shards}
+    base = resolve_baseline(baseline, arms)
+    info = {"name": name, "metric": metric, "mode": mode, "arms": arms, "baseline": base, "shards": shards}
     atomic_write(run_dir / RUN_INFO, lambda p: p.write_text(json.dumps(info, indent=2)))
     atomic_write(run_dir / "results.csv", lambda p: df.to_csv(p, index=False))
     atomic_write(run_dir / "results.parquet", lambda p: df.to_parquet(p, index=False))
-    table = arm_table(df, metric, mode, arms)
-    best = best_trial(df, metric, mode)
-    lines = [
-        f"# {name}: ablation report", "",
-        f"Monitored metric: `{metric}` ({mode}). Per arm: the best trial of each (arm, seed) cell over the "
-        f"search, then mean ± std over seeds; Δ is against the first arm, `{arms[0] if arms else ''}`.", "",
-        markdown_table(table.rename(columns={"mean": f"{metric} mean", "std": f"{metric} std"})), "",
-        f"Trials: {len(df)} ({int((df['status'] == 'ERROR').sum())} failed).",
-    ]
-    if best is not None:
-        lines += ["", f"Best trial: `{best['trial_id']}` (arm {best['arm']}, seed {best['seed']}): "
-                  f"{metric} = {best[metric]:.4f}; checkpoint `{best['checkpoint']}`."]
-    lines += ["", "## All trials", "", markdown_table(df.drop(columns=["checkpoint", "error"], errors="ignore")), ""]
-    atomic_write(run_dir / "report.md", lambda p: p.write_text("\n".join(lines)))
-    return table
+    if history is not None:
+        atomic_write(run_dir / HISTORY, lambda p: history.to_parquet(p, index=False))
+    hist = history if history is not None else load_history(run_dir)
+    return report_build.build(Source(run_dir, info, df, hist), run_dir, base)
 
 
 def load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """A finished run folder's info and trial table (for `neuroray report` / `export`)."""
-    from neuroray.errors import NeurorayError
-
     info_path, results = run_dir / RUN_INFO, run_dir / "results.parquet"
     if not info_path.is_file() or not results.is_file():
         raise NeurorayError(f"{run_dir}: not a finished neuroray run folder (no {RUN_INFO} / results.parquet)")
     return json.loads(info_path.read_text()), pd.read_parquet(results)
+
+
+def load_history(run_dir: Path) -> pd.DataFrame:
+    """Per-epoch history, empty for runs written before histories were kept."""
+    path = run_dir / HISTORY
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=HISTORY_KEYS)
+
+
+def load_source(run_dir: Path) -> Source:
+    info, trials = load_run(run_dir)
+    return Source(run_dir, info, trials, load_history(run_dir))
+
+
+def rebuild(run_dir: Path, baseline: str | None = None, combine: Path | None = None,
+            out: Path | None = None) -> tuple[pd.DataFrame, Path]:
+    """`neuroray report`: the report of a finished run folder, into ``out`` (default: the run folder)."""
+    src = load_source(run_dir)
+    other = load_source(combine) if combine is not None else None
+    out = out or run_dir
+    base = baseline if baseline is not None else src.info.get("baseline")
+    return report_build.build(src, out, base, combine=other), out

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from ray import tune
 
 from neuroray.datasets.eeg.prepare import make_config
 from neuroray.datasets.eeg.synthetic_hbn import write_synthetic_hbn
-from neuroray.datasets.shards import ShardSet, open_shard_set
+from neuroray.datasets.shards import ShardSet, atomic_write, open_shard_set
 from neuroray.datasets.synthetic import write_synthetic_eeg
 from neuroray.errors import ConfigError, NeurorayError
 from neuroray.platform import report, session
+from neuroray.platform import storage as storage_mod
 from neuroray.platform.prepare import prepare_eeg, print_result
 from neuroray.platform.tune import run_experiment
 from neuroray.search_spaces.experiment import LoadedExperiment
@@ -31,6 +34,7 @@ class RunSummary:
     trials: pd.DataFrame
     arms: pd.DataFrame
     seconds: float
+    remote: str | None = None  # the run's folder in --storage s3://… (None for local storage)
 
     @property
     def best(self) -> pd.Series | None:
@@ -58,6 +62,26 @@ def _prepare(prep: SyntheticEEG | PrepareEEG | PrepareCommand, root: Path, addre
     print_result(result, root)
 
 
+def _check_prepared_as_asked(prep: SyntheticEEG | PrepareEEG | PrepareCommand, shard_set: ShardSet) -> None:
+    """An existing shard set is reused only when it is what data.prepare describes: training on windows
+    of another length, rate or preprocessing than the file says would be silently wrong."""
+    manifest = shard_set.manifest
+    if isinstance(prep, SyntheticEEG):
+        have, want = manifest["spec"], {"n_chans": prep.n_chans, "n_times": prep.n_times, "sfreq": prep.sfreq}
+    elif isinstance(prep, PrepareEEG):
+        options = prep.model_dump(exclude={"kind", "bids", "synthetic_hbn", "synthetic_sfreq", "synthetic_runs",
+                                           "synthetic_movie"})
+        have = json.loads(json.dumps(manifest.get("prepare") or {}))
+        want = json.loads(json.dumps(make_config(**options).to_dict()))
+    else:  # other modalities' commands record their own options; nothing comparable here
+        return
+    diff = [f"{k} {have.get(k)!r} (data.prepare: {v!r})" for k, v in want.items() if have.get(k) != v]
+    if diff:
+        raise ConfigError(f"data.shards: {shard_set.root} was prepared differently from data.prepare: "
+                          f"{'; '.join(diff)[:400]}. Delete that folder to prepare it again, or point "
+                          "data.shards elsewhere")
+
+
 def ensure_shards(loaded: LoadedExperiment, address: str | None = None) -> ShardSet:
     """Open the experiment's shard set, preparing it first when the file says how."""
     data = loaded.model.data
@@ -68,6 +92,8 @@ def ensure_shards(loaded: LoadedExperiment, address: str | None = None) -> Shard
                                 "data.prepare; run `neuroray prepare ...` first or add data.prepare")
         _prepare(data.prepare, root, address)
     shard_set = open_shard_set(root, verify=data.verify)
+    if data.prepare is not None:
+        _check_prepared_as_asked(data.prepare, shard_set)
     for phase in loaded.model.phases:
         want = registry.get(phase.trainable).modality
         if want != shard_set.manifest["modality"]:
@@ -79,33 +105,93 @@ def ensure_shards(loaded: LoadedExperiment, address: str | None = None) -> Shard
     return shard_set
 
 
-def check_storage(storage: Path) -> None:
-    try:
-        storage.mkdir(parents=True, exist_ok=True)
-        probe = storage / f".neuroray-write-test-{time.time_ns()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise NeurorayError(f"--storage {storage}: not writable ({e.strerror}); "
-                            "choose a folder you can write") from None
+def check_storage(storage: str | Path) -> None:
+    """A local folder or a pyarrow URI (s3://…): probe-write it before Ray starts; one error line if not."""
+    storage_mod.check_writable(storage)
+
+
+EXPERIMENT_FILE = "experiment.json"  # what this run folder runs: checked by --resume
+
+
+def _identity(loaded: LoadedExperiment) -> dict[str, object]:
+    return {"name": loaded.name, "source": loaded.source, "smoke": loaded.smoke,
+            "experiment": json.loads(json.dumps(loaded.raw, default=str))}
+
+
+def check_resumable(run_dir: Path, loaded: LoadedExperiment, tune_dir: str | None = None) -> None:
+    """`--resume` continues only the same experiment (same file content, same --smoke) in its own folder."""
+    path = run_dir / EXPERIMENT_FILE
+    if not path.is_file():
+        raise NeurorayError(f"--resume: {run_dir} holds no interrupted neuroray run (no {EXPERIMENT_FILE}); "
+                            f"start it without --resume")
+    saved = json.loads(path.read_text())
+    mine = _identity(loaded)
+    if saved.get("name") != mine["name"] or saved.get("smoke") != mine["smoke"]:
+        raise NeurorayError(f"--resume: {run_dir} is a run of {saved.get('name')!r} (smoke={saved.get('smoke')}), "
+                            f"not of {mine['name']!r} (smoke={mine['smoke']}); pass the same experiment file")
+    old, new = saved.get("experiment") or {}, dict(mine["experiment"])  # type: ignore[call-overload]
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        raise NeurorayError(f"--resume: {loaded.source} differs from the experiment {run_dir} was started with "
+                            f"(keys: {', '.join(changed)}); resume with the original file, or start anew "
+                            "with --overwrite")
+    if not tune.Tuner.can_restore(tune_dir or str(run_dir)):
+        raise NeurorayError(f"--resume: {tune_dir or run_dir} has no saved Tune state to continue from; start it "
+                            "with --overwrite")
+
+
+def _unfinished(grid: tune.ResultGrid, expected: int) -> int:
+    """Trials not yet run to their end: Tune was stopped (Ctrl-C/SIGTERM) and saved its state for --resume.
+
+    Read from that saved state (its newest snapshot), since on the way out Tune marks the trials it stopped
+    as terminated in memory."""
+    import pyarrow.fs as pafs
+
+    fs, root = grid.filesystem, grid.experiment_path
+    snapshots = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root))
+                       if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
+    if not snapshots:
+        return expected
+    with fs.open_input_stream(snapshots[-1]) as f:
+        trials = json.loads(f.read())["trial_data"]
+    states = [json.loads(t[0]) if isinstance(t[0], str) else t[0] for t in trials]
+    # A trial whose actor died stays RUNNING in the snapshot (Tune only re-snapshots a stopped trial whose
+    # actor is alive); in memory it is an error, which is final.
+    results = [grid[i] for i in range(len(grid))]
+    died = {str((r.metrics or {}).get("trial_id") or Path(r.path).name.rsplit("-", 1)[-1]) for r in results if r.error}
+    return max(0, expected - len(states)) + sum(s["status"] not in ("TERMINATED", "ERROR") and s["trial_id"] not in died
+                                                for s in states)
 
 
 def run(loaded: LoadedExperiment, storage: str | Path = "runs", address: str | None = None,
-        verbose: int = 1) -> RunSummary:
+        verbose: int = 1, resume: bool = False) -> RunSummary:
     start = time.time()
-    storage = Path(loaded.model.storage or storage).resolve()
-    check_storage(storage)
+    target = loaded.model.storage or storage
+    check_storage(target)
+    # with a URI, Tune writes there; the local summary goes to runs/<name> (platform/storage.py)
+    remote = storage_mod.tune_storage_path(target) if storage_mod.is_uri(target) else None
+    storage = storage_mod.local_root(target)
+    run_dir = storage / loaded.name
+    if resume:
+        check_resumable(run_dir, loaded, f"{remote.split('?')[0].rstrip('/')}/{loaded.name}" if remote else None)
     conn = session.start(address)
-    shard_set = ensure_shards(loaded, address)
+    session.pin_data_actors_here()
+    shard_set = ensure_shards(loaded, address)  # a bad shard set fails here, before the run folder exists
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / EXPERIMENT_FILE, lambda p: p.write_text(json.dumps(_identity(loaded), indent=2)))
     print(f"neuroray: {loaded.name} on {conn.description}; {len(loaded.cells())} cells × "
           f"{loaded.model.search.num_samples} samples", flush=True)
     metric, mode = loaded.metric
-    grid = run_experiment(loaded, shard_set, storage, embedded=conn.embedded, verbose=verbose)
-    run_dir = storage / loaded.name
-    trials = report.trial_rows(grid, metric, mode)
+    grid = run_experiment(loaded, shard_set, storage, embedded=conn.embedded, verbose=verbose, resume=resume,
+                          storage_uri=remote)
+    if _unfinished(grid, len(loaded.cells()) * loaded.model.search.num_samples):  # Ctrl-C / SIGTERM: Tune saved its state; the report waits for the full run
+        raise KeyboardInterrupt
+    trials, history = report.trial_rows(grid, metric, mode), report.trial_histories(grid)
     arms = report.write_reports(run_dir, trials, loaded.name, metric, mode, loaded.arms,
-                                shards=str(shard_set.root.resolve()))
-    return RunSummary(loaded.name, shard_set, run_dir, metric, mode, trials, arms, time.time() - start)
+                                shards=str(shard_set.root.resolve()), history=history, baseline=loaded.baseline)
+    remote_dir = storage_mod.upload_summary(run_dir, remote, loaded.name) if remote else None
+    return RunSummary(loaded.name, shard_set, run_dir, metric, mode, trials, arms, time.time() - start, remote_dir)
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -118,3 +204,5 @@ def print_summary(summary: RunSummary) -> None:
               f"{summary.metric} = {best[summary.metric]:.4f}")
     print(f"results: {summary.run_dir / 'results.csv'}\nreport:  {summary.run_dir / 'report.md'}\n"
           f"tensorboard --logdir {summary.run_dir / 'tensorboard'}\nW&B offline runs: {summary.run_dir / 'wandb'}")
+    if summary.remote:
+        print(f"storage: {summary.remote} (checkpoints, trial results, Tune state, a copy of the summary)")

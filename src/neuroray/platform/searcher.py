@@ -14,7 +14,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from neuroray.search_spaces.distributions import Distribution
+from neuroray.search_spaces.distributions import DefineByRun, Param
 from neuroray.search_spaces.experiment import Cell
 
 
@@ -27,11 +27,14 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 
 class MatrixSearcher(Searcher):
-    def __init__(self, cells: list[Cell], space: dict[str, Distribution], num_samples: int,
-                 metric: str, mode: str, sampler: str = "tpe", seed: int = 0) -> None:
+    def __init__(self, cells: list[Cell], space: dict[str, Param], num_samples: int,
+                 metric: str, mode: str, sampler: str = "tpe", seed: int = 0,
+                 objectives: list[tuple[str, str]] | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
         self.cells, self.space, self.num_samples = cells, space, num_samples
         self.sampler, self.seed = sampler, seed
+        # several (metric, mode) pairs → each cell's Optuna study is multi-objective
+        self.objectives = objectives if objectives and len(objectives) > 1 else None
         self.remaining = [num_samples] * len(cells)
         self.trial_cell: dict[str, int] = {}
         self.subs: list[OptunaSearch | None] = []
@@ -44,8 +47,13 @@ class MatrixSearcher(Searcher):
                               **spec: Any) -> bool:
         self._metric, self._mode = metric, mode
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        metrics: str | list[str] | None = metric
+        modes: str | list[str] | None = mode
+        if self.objectives:
+            metrics, modes = [m for m, _ in self.objectives], [m for _, m in self.objectives]
+        # define-by-run, so a parameter can depend on another's value (conditional spaces)
         self.subs = [
-            OptunaSearch(space={k: d.to_optuna() for k, d in self.space.items()}, metric=metric, mode=mode,
+            OptunaSearch(space=DefineByRun(self.space), metric=metrics, mode=modes,
                          sampler=make_sampler(self.sampler, self.seed + i))
             if self.space else None
             for i in range(len(self.cells))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from dataclasses import dataclass
 
 import ray
@@ -15,6 +17,12 @@ DEFAULT_ENV = {
     "WANDB_MODE": "offline",
     "WANDB_SILENT": "true",
     "RAY_USAGE_STATS_ENABLED": "0",
+    # At INFO, the embedded head's runtime-env agent logs every actor's env_vars under /tmp/ray/session_*/logs,
+    # and Ray passes WANDB_API_KEY / AWS_SECRET_ACCESS_KEY to actors that way: warnings only.
+    "RAY_LOGGER_LEVEL": "warning",
+    # Tune snapshots its state whenever a trial checkpoints more often than num_to_keep (every epoch here,
+    # so that --resume and restarts lose nothing); that is intended, not a warning.
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 }
 
 
@@ -39,6 +47,33 @@ def configure_data_context() -> None:
     ctx.enable_operator_progress_bars = False
 
 
+def _init(**kwargs: object) -> None:
+    """ray.init, keeping the caller's SIGTERM handler: Ray replaces it with one that exits at once, and the
+    CLI's lets Tune save its state for --resume."""
+    before = signal.getsignal(signal.SIGTERM)
+    ray.init(**kwargs)  # type: ignore[arg-type]
+    if callable(before) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, before)
+
+
+def pin_data_actors_here() -> None:
+    """Create Ray Data's cluster-wide helper actors (stats, autoscaling coordinator) from this driver.
+
+    Ray Data pins them, detached, to the node of whoever first needs them; left to the first trial, that is
+    a worker node, and losing that node (a spot reclaim) stalls every other trial's data. Created here, they
+    fate-share with the driver's node.
+    """
+    try:
+        from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
+            get_or_create_autoscaling_coordinator,
+        )
+        from ray.data._internal.stats import get_or_create_stats_actor
+    except ImportError:  # private API: a Ray version without them needs nothing here
+        return
+    get_or_create_stats_actor()
+    get_or_create_autoscaling_coordinator()
+
+
 @dataclass(frozen=True)
 class Connection:
     description: str
@@ -53,13 +88,13 @@ def start(address: str | None = None, num_cpus: int | None = None, num_gpus: int
         return Connection("the already-initialized Ray", embedded=True)
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        _init(address=address, logging_level=logging.WARNING, log_to_driver=True)
         configure_data_context()
         return Connection(f"joined Ray at {address}", embedded=False)
     # address="local" always starts a fresh instance: a stale ray_current_cluster file left by an
     # earlier `ray start` must not turn an embedded run into a failed connection.
-    ray.init(address="local", num_cpus=num_cpus or logical_cpus(), num_gpus=num_gpus, include_dashboard=True,
-             dashboard_host="127.0.0.1", logging_level=logging.WARNING)
+    _init(address="local", num_cpus=num_cpus or logical_cpus(), num_gpus=num_gpus, include_dashboard=True,
+          dashboard_host="127.0.0.1", logging_level=logging.WARNING)
     configure_data_context()
     return Connection(f"embedded Ray ({int(ray.cluster_resources().get('CPU', 0))} logical CPUs)", embedded=True)
 

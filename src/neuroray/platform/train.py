@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pickle
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +22,7 @@ import lightning as L
 import torch
 
 from neuroray.datasets.spec import spec_from_dict
+from neuroray.errors import NeurorayError
 from neuroray.trainables import base as registry
 
 ReportFn = Callable[[dict[str, Any], str | None], None]
@@ -26,6 +30,7 @@ ShardFn = Callable[[str], Any]  # split name -> ray.data.DataIterator
 
 CKPT_WEIGHTS = "model.pt"
 CKPT_META = "meta.json"
+CKPT_LIGHTNING = "lightning.ckpt"  # optimizer + loop state: a restarted trial continues at the next epoch
 
 
 class Batches:
@@ -53,6 +58,15 @@ def save_checkpoint(folder: Path, module: registry.Task, phase: dict[str, Any], 
     (folder / CKPT_META).write_text(json.dumps(meta, indent=2, default=str))
 
 
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors only (``weights_only=True``): a file that would run pickled code is refused, not loaded."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise NeurorayError(f"{path}: refused: it holds pickled objects, not only tensors "
+                            "(loaded with weights_only=True)") from None
+
+
 def load_checkpoint(folder: str | Path) -> registry.Task:
     """Rebuild the module a checkpoint came from; weights load with ``weights_only=True``."""
     folder = Path(folder)
@@ -60,13 +74,35 @@ def load_checkpoint(folder: str | Path) -> registry.Task:
     spec = spec_from_dict(meta["spec"]["modality"], meta["spec"]["spec"])
     hparams = {k: v for k, v in meta["hparams"].items() if k not in ("trainable", "target")}
     module = registry.build(meta["trainable"], spec, hparams, target=meta["target"])
-    module.load_state_dict(torch.load(folder / CKPT_WEIGHTS, map_location="cpu", weights_only=True))
+    module.load_state_dict(_load_weights(folder / CKPT_WEIGHTS))
     return module.eval()
 
 
+def save_phase(folder: Path, module: registry.Task, phase: dict[str, Any], spec: dict[str, Any],
+               metrics: dict[str, Any]) -> None:
+    """A finished phase's weights at ``folder`` (written beside it, then renamed: never half there)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_checkpoint(tmp, module, phase, spec, metrics)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def load_phase_state(folder: Path) -> dict[str, torch.Tensor] | None:
+    weights = folder / CKPT_WEIGHTS
+    if not (weights.is_file() and (folder / CKPT_META).is_file()):
+        return None
+    return _load_weights(weights)
+
+
 class EpochReporter(L.Callback):
-    """After each epoch of the final phase (validation included): metrics to Ray, with a checkpoint
-    when the monitored metric improves (so the kept checkpoint is the best epoch's).
+    """After each epoch of the final phase (validation included): metrics to Ray with a checkpoint.
+
+    Every epoch's checkpoint carries the Lightning state (optimizer, epoch), so a trial restarted after a
+    lost node or an interrupted run continues where it stopped; Tune keeps the latest one and the best
+    by the experiment's metric (``CheckpointConfig``), and exports use the best.
 
     Earlier phases report nothing to Ray: Tune's searchers and schedulers expect the experiment's metric
     in every result, and a pretraining phase has none. Their metrics go to TensorBoard; their weights pass
@@ -85,37 +121,55 @@ class EpochReporter(L.Callback):
         metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics.update(phase=self.phase["name"], phase_epoch=trainer.current_epoch + 1)
         value = metrics.get(self.monitor, math.nan)
-        improved = not math.isnan(value) and (value < self.best if self.mode == "min" else value > self.best)
-        if improved:
+        if not math.isnan(value) and (value < self.best if self.mode == "min" else value > self.best):
             self.best = value
-        if not (self.is_rank0 and improved):
-            self.report(metrics, None)
-            return
         with tempfile.TemporaryDirectory(prefix="neuroray-ckpt-") as tmp:
+            trainer.save_checkpoint(Path(tmp) / CKPT_LIGHTNING, weights_only=False)  # all ranks (DDP collective)
+            if not self.is_rank0:
+                self.report(metrics, None)
+                return
             save_checkpoint(Path(tmp), module, self.phase, self.spec, metrics)  # type: ignore[arg-type]
             self.report(metrics, tmp)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = float(state.get("best", self.best))
 
 
 def run_phases(cfg: dict[str, Any], get_shard: ShardFn, report: ReportFn,
                lightning_kwargs: dict[str, Any] | None = None,
-               prepare: Callable[[L.Trainer], L.Trainer] | None = None, is_rank0: bool = True) -> None:
+               prepare: Callable[[L.Trainer], L.Trainer] | None = None, is_rank0: bool = True,
+               restore: str | Path | None = None) -> None:
     """Fit every phase in order; a phase with ``from`` starts from that phase's weights.
 
-    ``cfg``: phases (dicts), spec ({modality, spec}), seed, metric, mode, tensorboard_dir, trial_name, threads.
+    ``cfg``: phases (dicts), spec ({modality, spec}), seed, metric, mode, tensorboard_dir, trial_name, threads,
+    phase_dir (where each finished phase's weights are kept). ``restore``: the trial's last checkpoint (a
+    restarted trial): the final phase continues from it. Without one, phases already finished in
+    ``phase_dir`` are loaded instead of trained again.
     """
     torch.set_num_threads(max(1, int(cfg.get("threads", 1))))
     spec = spec_from_dict(cfg["spec"]["modality"], cfg["spec"]["spec"])
     states: dict[str, dict[str, torch.Tensor]] = {}
     phases = cfg["phases"]
+    phase_dir = Path(cfg["phase_dir"]) if cfg.get("phase_dir") else None
+    resume = Path(restore) / CKPT_LIGHTNING if restore and (Path(restore) / CKPT_LIGHTNING).is_file() else None
     for i, phase in enumerate(phases):
+        final = i == len(phases) - 1
+        if not final and resume is not None:
+            continue  # the final phase's checkpoint holds every weight the chain produced
+        done = load_phase_state(phase_dir / phase["name"]) if phase_dir and not final else None
+        if done is not None:
+            states[phase["name"]] = done
+            continue
         L.seed_everything(cfg["seed"] * 1000 + i, workers=False, verbose=False)
         module = registry.build(phase["trainable"], spec, phase.get("hparams") or {}, target=phase.get("target"))
-        if phase.get("from"):
+        if phase.get("from") and resume is None:
             registry.load_matching(module, states[phase["from"]])
         stats = cfg.get("target_stats", {}).get(phase.get("target") or "")
         if stats:  # after the carry-over: this phase's own target
             module.set_target_stats(stats["mean"], stats["std"])
-        final = i == len(phases) - 1
         monitor, mode = (cfg["metric"], cfg["mode"]) if final else (module.monitor, module.mode)
         logger: Any = False
         if cfg.get("tensorboard_dir") and is_rank0:
@@ -134,8 +188,14 @@ def run_phases(cfg: dict[str, Any], get_shard: ShardFn, report: ReportFn,
             trainer = prepare(trainer)
         bs = int(phase["batch_size"])
         trainer.fit(module, train_dataloaders=Batches(get_shard, "train", bs, True, cfg["seed"]),
-                    val_dataloaders=Batches(get_shard, "val", bs, False, cfg["seed"]))
+                    val_dataloaders=Batches(get_shard, "val", bs, False, cfg["seed"]),
+                    ckpt_path=str(resume) if final and resume is not None else None,
+                    weights_only=True)
         states[phase["name"]] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        # The final phase's checkpoints go to Tune (a scheduler may stop the trial at its last report).
+        if phase_dir is not None and is_rank0 and not final:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            save_phase(phase_dir / phase["name"], module, phase, cfg["spec"], metrics)
 
 
 def torchtrainer_worker_loop(cfg: dict[str, Any]) -> None:
@@ -152,8 +212,14 @@ def torchtrainer_worker_loop(cfg: dict[str, Any]) -> None:
         ckpt = ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
         ray.train.report(metrics, checkpoint=ckpt)
 
-    run_phases(
-        cfg, get_shard=ray.train.get_dataset_shard, report=report, is_rank0=rank0, prepare=prepare_trainer,
+    kwargs: dict[str, Any] = dict(
+        cfg=cfg, get_shard=ray.train.get_dataset_shard, report=report, is_rank0=rank0, prepare=prepare_trainer,
         lightning_kwargs={"accelerator": "auto", "devices": "auto", "strategy": RayDDPStrategy(),
                           "plugins": [RayLightningEnvironment()]},
     )
+    ckpt = ray.train.get_checkpoint()  # set when Train restarts the run after a failure or a resume
+    if ckpt is None:
+        run_phases(**kwargs)
+        return
+    with ckpt.as_directory() as restore:
+        run_phases(**kwargs, restore=restore)

@@ -41,8 +41,9 @@ def choose_engine(exp: Experiment) -> str:
 
 
 def loop_config(exp: Experiment, shard_set: ShardSet, seed: int, metric: str, mode: str,
-                tensorboard_dir: str | None, trial_name: str) -> dict[str, Any]:
+                tensorboard_dir: str | None, trial_name: str, phase_dir: str | None = None) -> dict[str, Any]:
     return {
+        "phase_dir": phase_dir,
         "phases": [p.model_dump(by_alias=True) for p in exp.phases],
         "spec": {"modality": shard_set.manifest["modality"], "spec": shard_set.manifest["spec"]},
         "seed": seed, "metric": metric, "mode": mode,
@@ -70,14 +71,26 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any
     exp = ctx.loaded.resolve(config["arm"], config["seed"], config.get("params"))
     trial_id = tune.get_context().get_trial_id()
     name = trial_label(config, trial_id)
-    cfg = loop_config(exp, ctx.shard_set, config["seed"], ctx.metric, ctx.mode, ctx.tensorboard_dir, name)
+    cfg = loop_config(exp, ctx.shard_set, config["seed"], ctx.metric, ctx.mode, ctx.tensorboard_dir, name,
+                      phase_dir=str(Path(ctx.run_dir) / "checkpoints" / name))
     if choose_engine(exp) == "actor":
         session.configure_data_context()
 
-        def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+        node_id = ray.get_runtime_context().get_node_id()  # which node ran it (clusters; restarts move trials)
 
-        run_phases(cfg, get_shard=lambda split: datasets[split].iterator(), report=report)
+        def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+            tune.report({**metrics, "node_id": node_id},
+                        checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+
+        def get_shard(split: str) -> Any:
+            return datasets[split].iterator()
+
+        ckpt = tune.get_checkpoint()  # set when the trial restarts (lost node, `neuroray run --resume`)
+        if ckpt is None:
+            run_phases(cfg, get_shard=get_shard, report=report)
+            return
+        with ckpt.as_directory() as restore:
+            run_phases(cfg, get_shard=get_shard, report=report, restore=restore)
         return
     _fit_with_torchtrainer(cfg, exp, datasets, Path(ctx.run_dir) / "train", name)
 
@@ -98,11 +111,18 @@ def _fit_with_torchtrainer(cfg: dict[str, Any], exp: Experiment, datasets: dict[
         ),
         run_config=ray.train.RunConfig(
             name=name, storage_path=str(storage), callbacks=[TuneReportCallback()],  # type: ignore[list-item]
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=cfg["metric"],
+                                                         checkpoint_score_order=cfg["mode"]),
+            failure_config=ray.train.FailureConfig(max_failures=r.max_failures),
         ),
         datasets=datasets,
     )
     trainer.fit()
+
+
+def phase_chains(loaded: LoadedExperiment) -> dict[str, list[str]]:
+    seed = loaded.model.matrix.seed[0]
+    return {arm: [p.name for p in loaded.resolve(arm, seed).phases] for arm in loaded.arms}
 
 
 def _scheduler(exp: Experiment) -> TrialScheduler:
@@ -129,8 +149,15 @@ def max_concurrency(exp: Experiment, embedded: bool) -> int:
 
 
 def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
-                   embedded: bool = True, verbose: int = 1) -> tune.ResultGrid:
-    """Run every trial of the experiment under Tune; returns Tune's ResultGrid."""
+                   embedded: bool = True, verbose: int = 1, resume: bool = False,
+                   storage_uri: str | None = None) -> tune.ResultGrid:
+    """Run every trial of the experiment under Tune; returns Tune's ResultGrid.
+
+    ``resume``: continue the interrupted run in ``storage/<name>`` (Tune's experiment state, the searcher's
+    studies, each unfinished trial from its last checkpoint); finished trials are not run again.
+    ``storage_uri`` (``s3://…``): where Tune keeps trial folders, checkpoints and experiment state instead of
+    ``storage`` (which then holds the local summary, TensorBoard and W&B files; see ``platform/storage.py``).
+    """
     exp = loaded.model
     metric, mode = loaded.metric
     engine = choose_engine(exp)
@@ -141,15 +168,26 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
                        tensorboard_dir=str(run_dir / "tensorboard"))
     trainable = tune.with_parameters(run_trial, ctx=ctx, datasets=datasets)
     r = exp.resources
+    # driver_resources: custom resources the trial actor also asks for, e.g. {trial_driver: 1} that only
+    # on-demand nodes offer (cluster.yaml), so losing a spot node never takes a trial driver with it.
+    if reserved := sorted(k for k in r.driver_resources if k.lower() in ("cpu", "gpu", "memory")):
+        raise ConfigError(f"resources.driver_resources: {', '.join(reserved)} is not a custom resource; "
+                          "set cpus_per_worker / gpus_per_worker instead")
     if engine == "actor":
-        trainable = tune.with_resources(trainable, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker})
+        trainable = tune.with_resources(trainable, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker,
+                                                    **r.driver_resources})
     else:
         # The trial function only drives the TorchTrainer; its workers hold the real resources. A
         # token CPU share (Tune refuses an empty request) keeps the driver schedulable anywhere.
-        trainable = tune.with_resources(trainable, {"cpu": DRIVER_CPU})
+        trainable = tune.with_resources(trainable, {"cpu": DRIVER_CPU, **r.driver_resources})
+    if resume:
+        # Tune's saved state holds the searcher, scheduler and run config; only the trainable is re-attached.
+        restore_from = f"{storage_uri.split('?')[0].rstrip('/')}/{exp.name}" if storage_uri else str(run_dir.resolve())
+        return tune.Tuner.restore(restore_from, trainable=trainable, resume_unfinished=True,
+                                  resume_errored=True).fit()
     searcher = MatrixSearcher(loaded.cells(), loaded.space(), exp.search.num_samples, metric, mode,
-                              sampler=exp.search.sampler)
-    callbacks: list[Any] = [cb for cb in [wandb_callback(exp.name, run_dir)] if cb is not None]
+                              sampler=exp.search.sampler, objectives=loaded.objectives)
+    callbacks: list[Any] = [cb for cb in [wandb_callback(exp.name, run_dir, phase_chains(loaded))] if cb is not None]
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -160,8 +198,11 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
             trial_dirname_creator=lambda t: trial_label(t.config, t.trial_id),
         ),
         run_config=tune.RunConfig(
-            name=exp.name, storage_path=str(storage.resolve()), callbacks=callbacks, verbose=verbose,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            name=exp.name, storage_path=storage_uri or str(storage.resolve()), callbacks=callbacks, verbose=verbose,
+            # the best checkpoint by the metric (exports) and, always, the latest (restarts)
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
+                                                    checkpoint_score_order=mode),
+            failure_config=tune.FailureConfig(max_failures=r.max_failures),
         ),
     )
     return tuner.fit()

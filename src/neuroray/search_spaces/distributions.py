@@ -34,6 +34,14 @@ class Distribution:
                                                       log=self.kind == "loguniform")
 
 
+def _bare(token: str) -> Any:
+    token = token.strip()
+    try:
+        return ast.literal_eval(token)
+    except (ValueError, SyntaxError):
+        return token
+
+
 def parse(text: Any, where: str) -> Distribution:
     """Parse one distribution; errors name the key (``where``) and the allowed forms."""
     if not isinstance(text, str) or "(" not in text or not text.rstrip().endswith(")"):
@@ -46,7 +54,9 @@ def parse(text: Any, where: str) -> Distribution:
     try:
         args = tuple(ast.literal_eval(f"({rest[:-1]},)")) if rest[:-1].strip() else tuple()
     except (ValueError, SyntaxError):
-        raise ConfigError(f"{where}: cannot read the arguments of {text!r}; allowed: {ALLOWED}") from None
+        if kind != "choice":
+            raise ConfigError(f"{where}: cannot read the arguments of {text!r}; allowed: {ALLOWED}") from None
+        args = tuple(_bare(a) for a in rest[:-1].split(","))  # choice(conv, eegnex): bare words are strings
     if kind == "choice":
         choices = tuple(args[0]) if len(args) == 1 and isinstance(args[0], list | tuple) else tuple(args)
         if not choices:
@@ -65,3 +75,67 @@ def parse(text: Any, where: str) -> Distribution:
     if kind in ("int", "logint") and not (float(low).is_integer() and float(high).is_integer()):
         raise ConfigError(f"{where}: {kind}() bounds must be integers; got {text!r}")
     return Distribution(kind, low=low, high=high, step=step)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One search-space entry: a distribution, sampled only when every ``when`` key took an allowed value."""
+
+    dist: Distribution
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def active(self, sampled: dict[str, Any]) -> bool:
+        return all(k in sampled and sampled[k] in allowed for k, allowed in self.when)
+
+
+def parse_space(space: dict[str, Any], where: str = "search.space") -> dict[str, Param]:
+    """Parse ``search.space``; conditional entries are ``{dist: "...", when: {earlier_key: value | [values]}}``."""
+    out: dict[str, Param] = {}
+    for key, value in space.items():
+        at = f"{where}.{key}"
+        if not isinstance(value, dict):
+            out[key] = Param(parse(value, at))
+            continue
+        extra = set(value) - {"dist", "when"}
+        if extra or "dist" not in value:
+            raise ConfigError(f"{at}: a conditional parameter is {{dist: \"{KINDS[0]}(...)\", when: {{key: value}}}}; "
+                              f"got keys {sorted(value)}")
+        when = value.get("when") or {}
+        if not isinstance(when, dict) or not when:
+            raise ConfigError(f"{at}.when: name at least one earlier parameter and its value(s), e.g. "
+                              "{encoder: conv}")
+        conds: list[tuple[str, tuple[Any, ...]]] = []
+        for other, allowed in when.items():
+            if other not in out:
+                raise ConfigError(f"{at}.when.{other}: not an earlier key of {where}; earlier keys: "
+                                  f"{', '.join(out) or 'none'}")
+            values = tuple(allowed) if isinstance(allowed, list | tuple) else (allowed,)
+            dist = out[other].dist
+            if dist.kind == "choice" and not set(values) <= set(dist.choices):
+                raise ConfigError(f"{at}.when.{other}: {list(values)} is not among its choices {list(dist.choices)}")
+            conds.append((other, values))
+        out[key] = Param(parse(value["dist"], f"{at}.dist"), tuple(conds))
+    return out
+
+
+class DefineByRun:
+    """Optuna define-by-run sampling of a (possibly conditional) space; a class so searchers can be pickled."""
+
+    def __init__(self, space: dict[str, Param]) -> None:
+        self.space = space
+
+    def __call__(self, trial: optuna.Trial) -> None:
+        sampled: dict[str, Any] = {}
+        for key, param in self.space.items():
+            if not param.active(sampled):
+                continue
+            d = param.dist
+            if d.kind == "choice":
+                sampled[key] = trial.suggest_categorical(key, list(d.choices))
+            elif d.kind in ("int", "logint"):
+                sampled[key] = trial.suggest_int(key, int(d.low or 0), int(d.high or 0), step=d.step or 1,
+                                                 log=d.kind == "logint")
+            else:
+                sampled[key] = trial.suggest_float(key, float(d.low or 0), float(d.high or 0),
+                                                   log=d.kind == "loguniform")
+        return None

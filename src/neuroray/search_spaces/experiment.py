@@ -25,6 +25,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: experiment file not found")
     try:
         raw = yaml.safe_load(path.read_text())
+    except yaml.constructor.ConstructorError as e:  # !!python/object and friends: safe loading refuses them
+        mark = e.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: YAML tag not allowed ({e.problem}); experiment files are plain YAML "
+                          "(mappings, lists, strings, numbers, booleans)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -168,8 +173,12 @@ class LoadedExperiment:
     def cells(self) -> list[Cell]:
         return [Cell(a, s) for a in self.model.matrix.arm for s in self.model.matrix.seed]
 
-    def space(self) -> dict[str, distributions.Distribution]:
-        return {k: distributions.parse(v, f"search.space.{k}") for k, v in self.model.search.space.items()}
+    def space(self) -> dict[str, distributions.Param]:
+        return distributions.parse_space(self.model.search.space)
+
+    @property
+    def baseline(self) -> str:
+        return self.model.matrix.baseline_arm
 
     def resolve(self, arm: str, seed: int, params: dict[str, Any] | None = None) -> Experiment:
         """The concrete experiment one trial runs: arm overrides, then search params."""
@@ -186,11 +195,18 @@ class LoadedExperiment:
         return exp
 
     @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """Every (metric, mode) the search optimizes; the first is the primary one."""
+        m = self.model.metric
+        if m is None:
+            last = registry.get(self.model.phases[-1].trainable)
+            return [(last.monitor, last.mode)]
+        return [(x.name, x.mode) for x in (m if isinstance(m, list) else [m])]
+
+    @property
     def metric(self) -> tuple[str, str]:
-        if self.model.metric is not None:
-            return self.model.metric.name, self.model.metric.mode
-        last = registry.get(self.model.phases[-1].trainable)
-        return last.monitor, last.mode
+        """The primary metric: schedulers prune on it, reports rank and compare arms by it."""
+        return self.objectives[0]
 
 
 def _smoke(raw: dict[str, Any], model: Experiment) -> dict[str, Any]:
@@ -205,6 +221,20 @@ def _smoke(raw: dict[str, Any], model: Experiment) -> dict[str, Any]:
     return out
 
 
+def _probes(space: dict[str, distributions.Param]) -> list[dict[str, Any]]:
+    """Parameter sets that together touch every choice of every parameter, honouring conditions."""
+    width = max([len(p.dist.choices) for p in space.values() if p.dist.kind == "choice"] or [1])
+    out = []
+    for i in range(width):
+        sampled: dict[str, Any] = {}
+        for key, p in space.items():
+            if p.active(sampled):
+                d = p.dist
+                sampled[key] = d.choices[i % len(d.choices)] if d.kind == "choice" else (d.high if i % 2 else d.low)
+        out.append(sampled)
+    return out
+
+
 def load(path: str | Path, smoke: bool = False) -> LoadedExperiment:
     """Read and fully validate an experiment file: schema, every arm, trainables, hparams, search space."""
     source = str(path)
@@ -214,15 +244,33 @@ def load(path: str | Path, smoke: bool = False) -> LoadedExperiment:
         raw = _smoke(raw, model)
         model = validate(raw, source)
     loaded = LoadedExperiment(raw=raw, model=model, source=source, smoke=smoke)
+    try:
+        _check(loaded)
+    except ConfigError as e:  # every message names the file, as the schema's own do
+        raise (e if str(e).startswith(source) else ConfigError(f"{source}: {e}")) from None
+    return loaded
+
+
+def _check(loaded: LoadedExperiment) -> None:
+    """What the schema cannot see: trainables, the search space, every arm resolved with probe values."""
+    source, model = loaded.source, loaded.model
     for phase in model.phases:
-        registry.get(phase.trainable)
+        try:
+            registry.get(phase.trainable)
+        except ConfigError as e:
+            raise ConfigError(f"phases.{phase.name}.trainable: {e}") from None
     space = loaded.space()
     for key in space:
         if "." not in key and not any(key in registry.hparam_fields(p.trainable) for p in model.phases):
             raise ConfigError(f"{source}: search.space.{key}: no phase's trainable has a hyper-parameter {key!r}")
-    for dist in space.values():
-        dist.to_optuna()
+    for param in space.values():
+        param.dist.to_optuna()
+    if isinstance(model.metric, list):
+        if not model.metric:
+            raise ConfigError(f"{source}: metric: an empty list; give one {{name, mode}} or several")
+        if len(model.metric) > 1 and model.search.sampler == "cmaes":
+            raise ConfigError(f"{source}: search.sampler: cmaes is single-objective; with several metrics "
+                              "use tpe or random")
     for arm in loaded.arms:
-        probe = {k: (d.choices[0] if d.kind == "choice" else d.low) for k, d in space.items()}
-        loaded.resolve(arm, model.matrix.seed[0], probe)
-    return loaded
+        for probe in _probes(space):
+            loaded.resolve(arm, model.matrix.seed[0], probe)

@@ -8,7 +8,7 @@ Ray's OptunaSearch cannot take grid parameters.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -105,6 +105,17 @@ class Phase(Strict):
 class Matrix(Strict):
     arm: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": dict[str, Any]()})
     seed: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    baseline: str | None = None  # the arm every other arm is compared against (default: the first)
+
+    @model_validator(mode="after")
+    def _baseline(self) -> Matrix:
+        if self.baseline is not None and self.baseline not in self.arm:
+            raise ValueError(f"baseline {self.baseline!r} is not an arm; arms: {', '.join(self.arm)}")
+        return self
+
+    @property
+    def baseline_arm(self) -> str:
+        return self.baseline or next(iter(self.arm))
 
     @field_validator("arm")
     @classmethod
@@ -120,6 +131,9 @@ class Matrix(Strict):
 
 
 class Search(Strict):
+    """Optuna space: ``key: "loguniform(1e-4, 1e-2)"``, or conditional:
+    ``key: {dist: "int(8, 64)", when: {other_key: value | [values]}}`` (sampled only when it holds)."""
+
     sampler: Literal["tpe", "random", "cmaes"] = "tpe"
     num_samples: int = Field(1, ge=1)
     space: dict[str, Any] = Field(default_factory=dict)
@@ -142,6 +156,10 @@ class Resources(Strict):
     gpus_per_worker: float = Field(0.0, ge=0)
     engine: Literal["auto", "actor", "torchtrainer"] = "auto"
     max_concurrent_trials: int | None = Field(None, ge=1)
+    # a trial that fails (e.g. its node is lost) restarts from its last checkpoint up to this many times
+    max_failures: int = Field(0, ge=0)
+    # custom Ray resources the trial actor also requests, e.g. {trial_driver: 1} (on-demand nodes only)
+    driver_resources: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
 
 
 class Smoke(Strict):
@@ -161,7 +179,8 @@ class Experiment(Strict):
     matrix: Matrix = Field(default_factory=Matrix)
     search: Search = Field(default_factory=Search)
     scheduler: Scheduler = Field(default_factory=Scheduler)
-    metric: Metric | None = None
+    # one metric, or several for a multi-objective search (the first drives the scheduler and reports)
+    metric: Metric | list[Metric] | None = None
     resources: Resources = Field(default_factory=Resources)
     smoke: Smoke = Field(default_factory=Smoke)
     storage: str | None = None

@@ -16,6 +16,7 @@ from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
 from neuroray.trainables.base import Task, TaskHparams, register
 from neuroray.trainables.metrics import ClassificationMetrics
+from neuroray.trainables.trial_subset import subset_spec
 
 
 @dataclass
@@ -24,6 +25,7 @@ class SpectrogramCNNHparams(TaskHparams):
     width: int = 32
     dropout: float = 0.2
     label_smoothing: float = 0.0
+    n_trials: int = 0  # read the first n trials of each stored sequence (0 = all); 1 = a single-trial 2-D CNN
 
 
 @register
@@ -42,14 +44,16 @@ class SpectrogramCNN(Task):
         if self.hp.n_classes < 2:
             raise ConfigError(f"hparams.n_classes: {self.hp.n_classes}; a classifier needs at least 2")
         w = self.hp.width
+        self.n_trials = subset_spec(spec, self.hp.n_trials).n_trials
         self.body = nn.Sequential(
-            nn.Conv2d(spec.n_trials, w, 3, padding=1), nn.BatchNorm2d(w), nn.GELU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(self.n_trials, w, 3, padding=1), nn.BatchNorm2d(w), nn.GELU(), nn.MaxPool2d(2, ceil_mode=True),
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.GELU(),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(self.hp.dropout), nn.Linear(2 * w, self.hp.n_classes),
         )
         self.val_metrics = ClassificationMetrics(self.hp.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, : self.n_trials]
         # Per-sample standardization: spectrogram power scales differ across sessions and animals.
         x = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / (x.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
         return self.body(x)

@@ -19,6 +19,7 @@ from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
 from neuroray.trainables.base import Task, TaskHparams, register
 from neuroray.trainables.metrics import ClassificationMetrics
+from neuroray.trainables.trial_subset import augment_sequences, subset_spec
 
 
 def parse_class_weights(text: str, n_classes: int) -> list[float] | None:
@@ -117,6 +118,8 @@ class TemporalViTHparams(TaskHparams):
     label_smoothing: float = 0.0
     class_weights: str = ""
     standardize_input: bool = True
+    n_trials: int = 0  # read the first n trials of each stored sequence (0 = all)
+    augment: bool = False  # train-time trial-order shuffle + time masking
 
 
 def _grid(spec: SpectrogramSpec, hp: TemporalViTHparams) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -199,7 +202,8 @@ class TemporalViTClassifier(Task):
 
     def __init__(self, spec: SpectrogramSpec, hparams: Any = None, target: str | None = "label") -> None:
         super().__init__(spec, hparams, target=target or "label")
-        self.net = TemporalViT(spec, self.hp)
+        self.n_trials = subset_spec(spec, self.hp.n_trials).n_trials
+        self.net = TemporalViT(subset_spec(spec, self.hp.n_trials), self.hp)
         if not 0.0 <= self.hp.label_smoothing < 1.0:
             raise ConfigError(f"hparams.label_smoothing: must be in [0, 1); got {self.hp.label_smoothing}")
         weights = parse_class_weights(self.hp.class_weights, self.hp.n_classes)
@@ -208,7 +212,7 @@ class TemporalViTClassifier(Task):
         self.val_metrics = ClassificationMetrics(self.hp.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net(x[:, : self.n_trials])
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         y = batch[str(self.target)].long().reshape(-1)
@@ -217,6 +221,8 @@ class TemporalViTClassifier(Task):
         return loss, logits, y
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.hp.augment:
+            batch = {**batch, "x": augment_sequences(batch["x"].float()[:, : self.n_trials])}
         loss, _, y = self._loss(batch)
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         return loss

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from prepare_runs import assert_same_shard_sets, finished, start_prepare, wait_until_finished
 
 from neuroray.cli import main
 from neuroray.datasets.shards import open_shard_set, sha256_file, tensor_column_to_numpy
@@ -178,22 +175,13 @@ def test_bad_recordings_are_skipped_or_strict_exits_2(small_tree: Path, ray_sess
 def test_killed_prepare_resumes_to_the_same_rows(hbn_tree: Path, c1_shards: Path, ray_session: None, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str], c1_args: list[str],
                                                  n_subjects: int) -> None:
-    import ray
-
     out = tmp_path / "c1"
     work = tmp_path / ".c1.work"
-    cmd = [sys.executable, "-m", "neuroray", "prepare", "eeg", "--bids", str(hbn_tree), "--out", str(out),
-           *c1_args, "--address", ray.get_runtime_context().gcs_address]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                            env={**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")})
-    deadline = time.time() + 180
-    while len(list(work.glob("sub-*.json"))) < 3:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        assert time.time() < deadline, "prepare made no progress"
-        time.sleep(0.2)
+    proc = start_prepare(hbn_tree, out, c1_args)
+    wait_until_finished(proc, work, 3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    n_done = len(list(work.glob("sub-*.json")))
+    n_done = finished(work)
     assert 3 <= n_done < n_subjects and not out.exists()
 
     assert main(["prepare", "eeg", "--bids", str(hbn_tree), "--out", str(out), *c1_args]) == 2
@@ -201,11 +189,4 @@ def test_killed_prepare_resumes_to_the_same_rows(hbn_tree: Path, c1_shards: Path
     assert main(["prepare", "eeg", "--bids", str(hbn_tree), "--out", str(out), *c1_args, "--resume"]) == 0
     assert f"{n_done} resumed" in capsys.readouterr().out.replace(f"{n_subjects - n_done} processed now, ", "")
     assert not work.exists()
-
-    resumed, uninterrupted = open_shard_set(out), open_shard_set(c1_shards)
-    assert resumed.manifest["rows"] == uninterrupted.manifest["rows"]
-    for split in ("train", "val", "test"):
-        a, b = resumed.read_split(split), uninterrupted.read_split(split)
-        assert a.drop_columns(["x"]).equals(b.drop_columns(["x"]))
-        np.testing.assert_array_equal(tensor_column_to_numpy(a.column("x")), tensor_column_to_numpy(b.column("x")))
-    assert json.dumps(resumed.manifest["normalization"]) == json.dumps(uninterrupted.manifest["normalization"])
+    assert_same_shard_sets(out, c1_shards)

@@ -173,7 +173,7 @@ def _bad_npz(folder: Path) -> None:
 
 @pytest.mark.parametrize("make, extra, needle", [
     (lambda d: None, [], "not a folder"),
-    (lambda d: d.mkdir(), [], "no .npz or .npy files"),
+    (lambda d: d.mkdir(), [], "no .npz, .npy or .parquet files"),
     (_bad_npz, [], "no usable session"),
     (lambda d: shutil.copytree(REAL, d), ["--nperseg", "4096"], "shorter than --nperseg"),
     (lambda d: shutil.copytree(REAL, d), ["--fmin", "50", "--fmax", "10"], "--fmin"),

@@ -110,7 +110,7 @@ def test_synthetic_set_plants_year_dependent_blob(tmp_path: Path) -> None:
     assert all(x[n, 0, i, j, k] == 1.0 for n, (i, j, k) in enumerate(ijk))
 
 
-def test_nifti_folder_prepares_and_skips_other_grids(tmp_path: Path) -> None:
+def test_nifti_folder_prepares_and_resample_none_skips_other_grids(tmp_path: Path) -> None:
     grid = mni152(4)
     src = tmp_path / "maps"
     src.mkdir()
@@ -120,9 +120,11 @@ def test_nifti_folder_prepares_and_skips_other_grids(tmp_path: Path) -> None:
         save_nifti(vol, grid, src / f"{name}.nii.gz")
     save_nifti(rng.random(mni152(2).shape, dtype=np.float32), mni152(2), src / "wrong.nii")
     out = tmp_path / "out"
-    assert main(["prepare", "volumes", "--nifti", str(src), "--out", str(out), "--voxel-mm", "4"]) == 0
+    assert main(["prepare", "volumes", "--nifti", str(src), "--out", str(out), "--voxel-mm", "4",
+                 "--resample", "none"]) == 0
     shards = open_shard_set(out)
     assert [s["path"].rsplit("/", 1)[-1] for s in shards.manifest["skipped"]] == ["wrong.nii"]
+    assert "not the 4 mm MNI152 grid" in shards.manifest["skipped"][0]["reason"]
     for split in SPLITS:
         table = shards.read_split(split)
         x = tensor_column_to_numpy(table.column("x"))

@@ -190,6 +190,8 @@ class WorkDir:
         if fresh:
             shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(".*.tmp-*"):  # left by a task killed mid-write; its marker never came
+            stale.unlink(missing_ok=True)
         cfg_json = json.dumps({"digest": self.digest, "config": cfg.to_dict()}, indent=2)
         atomic_write(self.root / "config.json", lambda p: p.write_text(cfg_json))
 
@@ -199,6 +201,17 @@ class WorkDir:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def forget_failures(self) -> None:
+        """After a prepare that ended in an error: a rerun reads the skipped recordings again (the user may
+        have fixed them); without one finished recording there is nothing to resume, so the folder goes."""
+        done = self.load_done()
+        if not any("skipped" not in d and d.get("rows", 0) > 0 for d in done.values()):
+            self.remove()
+            return
+        for key, d in done.items():
+            if "skipped" in d:
+                (self.root / f"{key}.json").unlink(missing_ok=True)
 
 
 def process_recording(rec: Recording, cfg: EEGPrepareConfig, participant: dict[str, Any] | None,
@@ -214,7 +227,9 @@ def process_recording(rec: Recording, cfg: EEGPrepareConfig, participant: dict[s
                           **{k: pa.array(v, from_pandas=True) for k, v in cols.items()}})
         atomic_write(root / f"{rec.key}.parquet", lambda p: pq.write_table(table, p))
     except RecordingError as e:
-        info.update(skipped=str(e))
+        reason = str(e)  # steps (resample, filter, ...) do not know the file: name it here
+        named = str(rec.path) in reason or (rec.events is not None and str(rec.events) in reason)
+        info.update(skipped=reason if named else f"{rec.path}: {reason}")
     except Exception as e:  # noqa: BLE001 - any reader crash is this recording's problem, not the run's
         info.update(skipped=f"{rec.path}: {type(e).__name__}: {e}")
     text = json.dumps(info)
@@ -242,8 +257,7 @@ def assemble(work: WorkDir, out: Path, cfg: EEGPrepareConfig, overwrite: bool = 
             del usable[key]
     subjects = sorted({d["subject"] for d in usable.values()})
     assignment = split_groups(subjects, cfg.fractions, seed=cfg.split_seed)
-    mean, std = _train_stats(work, usable, assignment)
-    target_stats = _target_stats(work, usable, assignment)
+    mean, std, target_stats = _train_stats(work, usable, assignment)
     spec = EEGWindowSpec(n_chans=len(ch_names), n_times=cfg.windowing.n_times(sfreq), sfreq=sfreq,
                          ch_names=ch_names)
     preprocessing = [*cfg.steps, {"step": "window", **asdict(cfg.windowing)},
@@ -275,49 +289,39 @@ def _read_part(work: WorkDir, key: str) -> pa.Table:
     return pq.read_table(work.root / f"{key}.parquet")
 
 
-def _train_stats(work: WorkDir, usable: dict[str, dict[str, Any]],
-                 assignment: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean/std over every train window sample (float64 sums; train split only)."""
+NUMERIC_TARGETS = ("rt", *(c for c in PARTICIPANT_COLUMNS if c != "sex"))
+
+
+def _train_stats(work: WorkDir, usable: dict[str, dict[str, Any]], assignment: dict[str, str]
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, float]]]:
+    """One pass over the train split's parts: per-channel mean/std over every window sample (float64 sums)
+    and the mean/std (population, nulls ignored) of each numeric target column."""
     total = sq = None
     count = 0
+    values: dict[str, list[np.ndarray]] = {}
     for key in sorted(usable):
         if assignment[usable[key]["subject"]] != "train":
             continue
-        x = tensor_column_to_numpy(_read_part(work, key).column("x")).astype(np.float64)
+        table = _read_part(work, key)
+        x = tensor_column_to_numpy(table.column("x")).astype(np.float64)
         s, q = x.sum(axis=(0, 2)), (x * x).sum(axis=(0, 2))
         total, sq = (s, q) if total is None else (total + s, sq + q)
         count += x.shape[0] * x.shape[2]
+        for col in (c for c in NUMERIC_TARGETS if c in table.column_names):
+            values.setdefault(col, []).append(table.column(col).to_numpy(zero_copy_only=False))
     if total is None or sq is None:
         raise NeurorayError("the train split has no windows; add recordings or change the split fractions")
     mean = total / count
     std = np.sqrt(np.maximum(sq / count - mean * mean, 0.0))
     # A flat channel (e.g. HBN's Cz reference) would divide by zero; leave it at zero instead.
     std = np.where(std > 1e-12, std, 1.0)
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
-NUMERIC_TARGETS = ("rt", *(c for c in PARTICIPANT_COLUMNS if c != "sex"))
-
-
-def _target_stats(work: WorkDir, usable: dict[str, dict[str, Any]],
-                  assignment: dict[str, str]) -> dict[str, dict[str, float]]:
-    """Train-split mean/std (population) of each numeric target column, nulls ignored."""
-    values: dict[str, list[np.ndarray]] = {}
-    for key in sorted(usable):
-        if assignment[usable[key]["subject"]] != "train":
-            continue
-        path = work.root / f"{key}.parquet"
-        present = [c for c in NUMERIC_TARGETS if c in pq.read_schema(path).names]
-        table = pq.read_table(path, columns=present)
-        for col in present:
-            values.setdefault(col, []).append(table.column(col).to_numpy(zero_copy_only=False))
-    out: dict[str, dict[str, float]] = {}
+    targets: dict[str, dict[str, float]] = {}
     for col, parts in values.items():
         v = np.concatenate(parts).astype(np.float64)
         v = v[np.isfinite(v)]
         if len(v):
-            out[col] = {"mean": float(v.mean()), "std": float(v.std()), "count": len(v)}
-    return out
+            targets[col] = {"mean": float(v.mean()), "std": float(v.std()), "count": len(v)}
+    return mean.astype(np.float32), std.astype(np.float32), targets
 
 
 @dataclass

@@ -12,7 +12,8 @@ HELP = "LFP trials (--lfp) or RF IQ (--iq) → spectrogram shard set; --syntheti
 EPILOG = """input layouts:
   --lfp DIR  one file per session (stem = session id): <session>.npz with trials (n_trials x n_samples),
              sfreq, label (int), animal (str); or <session>.npy (2-D trials, or a 1-D trace cut into trials
-             of trial_s seconds) + <session>.json {sfreq, label, animal[, trial_s]}
+             of trial_s seconds) + <session>.json {sfreq, label, animal[, trial_s]}; or <name>.parquet with
+             one row per trial: signal (list of float), sfreq, label, animal[, session, trial]
   --iq DIR   one <recording>.npz per emission: iq (complex, n_receivers x n_samples), sfreq, pos_x, pos_y
              [, session]
   --synthetic-lfp / --synthetic-iq write planted-signal inputs to --inputs (default <out>-inputs), then
@@ -24,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--lfp", metavar="DIR", help="folder of LFP sessions (.npz, or .npy + .json)")
+    src.add_argument("--lfp", metavar="DIR", help="folder of LFP sessions (.npz, .npy + .json, or .parquet)")
     src.add_argument("--iq", metavar="DIR", help="folder of IQ recordings (.npz)")
     src.add_argument("--synthetic-lfp", action="store_true", help="knock-out animals (label 1) with raised gamma")
     src.add_argument("--synthetic-iq", action="store_true", help="arrival time/power across 4 receivers "

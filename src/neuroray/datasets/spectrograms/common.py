@@ -24,7 +24,8 @@ def input_files(folder: str | Path, suffixes: tuple[str, ...], flag: str) -> lis
         raise NeurorayError(f"{flag} {root}: not a folder")
     files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in suffixes)
     if not files:
-        raise NeurorayError(f"{flag} {root}: no {' or '.join(suffixes)} files; see `neuroray prepare "
+        kinds = " or ".join(filter(None, (", ".join(suffixes[:-1]), suffixes[-1])))
+        raise NeurorayError(f"{flag} {root}: no {kinds} files; see `neuroray prepare "
                             "spectrograms --help` for the layout")
     return files
 
@@ -52,6 +53,32 @@ def assign_splits(groups: list[str], seed: int) -> tuple[dict[str, str], str | N
     return dict.fromkeys(unique, "train"), note
 
 
+def train_stats(train: np.ndarray) -> dict[str, Any]:
+    """Train rows (N, trials|receivers, freqs, frames) → global and per-frequency mean/std (float64 sums).
+
+    Stored, not applied: a model standardizes with them (per frequency, over rows, trials and frames).
+    """
+    x = train.astype(np.float64)
+    freq_mean = x.mean(axis=(0, 1, 3))
+    freq_std = x.std(axis=(0, 1, 3))
+    return {"from": "train", "mean": float(x.mean()), "std": float(x.std()), "freq_mean": freq_mean.tolist(),
+            "freq_std": freq_std.tolist(), "applied": False}
+
+
+def numeric_target_stats(columns: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Mean/std (population, NaN ignored) of every float column (regression targets such as pos_x, pos_y) over
+    the rows given (train only); integer class labels and indices are not standardized."""
+    out: dict[str, dict[str, float]] = {}
+    for name, values in columns.items():
+        if not np.issubdtype(np.asarray(values).dtype, np.floating):
+            continue
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if len(v):
+            out[name] = {"mean": float(v.mean()), "std": float(v.std()), "count": len(v)}
+    return out
+
+
 def write_shard_set(out: Path, x: np.ndarray, columns: dict[str, np.ndarray], groups: np.ndarray,
                     split_by: str, seed: int, preprocessing: list[dict[str, Any]],
                     sources: list[dict[str, str]], skipped: list[dict[str, str]],
@@ -59,9 +86,8 @@ def write_shard_set(out: Path, x: np.ndarray, columns: dict[str, np.ndarray], gr
     """Rows ``x`` (N, trials|receivers, freqs, frames) → split by ``groups`` → a committed shard set."""
     assignment, note = assign_splits([str(g) for g in groups], seed)
     split_of = np.array([assignment[str(g)] for g in groups])
-    train = x[split_of == "train"]
-    normalization = {**normalization, "from": "train",
-                     "mean": float(train.mean()), "std": float(train.std()), "applied": False}
+    normalization = {**normalization, **train_stats(x[split_of == "train"])}
+    target_stats = numeric_target_stats({k: v[split_of == "train"] for k, v in columns.items()})
     spec = SpectrogramSpec(*(int(v) for v in x.shape[1:]))
     writer = ShardSetWriter(out, spec, preprocessing=preprocessing, sources=sources, overwrite=overwrite)
     try:
@@ -71,7 +97,8 @@ def write_shard_set(out: Path, x: np.ndarray, columns: dict[str, np.ndarray], gr
         split_info: dict[str, Any] = {"by": split_by, "seed": seed, "groups": assignment}
         if note:
             split_info["note"] = note
-        return writer.commit(normalization=normalization, skipped=skipped, extra={"split": split_info, **extra})
+        return writer.commit(normalization=normalization, skipped=skipped,
+                             extra={"split": split_info, "target_stats": target_stats, **extra})
     except BaseException:
         writer.abort()
         raise

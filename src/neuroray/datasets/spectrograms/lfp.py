@@ -8,6 +8,8 @@ Input layout (``--lfp DIR``): one file per recording session, the file stem is t
 * ``<session>.npy`` + ``<session>.json``: the array is either trials (2-D, as above) or ONE continuous
   trace (1-D) that is cut into consecutive trials of ``trial_s`` seconds (the remainder is dropped);
   the JSON sidecar holds ``sfreq``, ``label``, ``animal`` and, for 1-D traces, ``trial_s``.
+* ``<name>.parquet``: one row per trial with ``signal`` (list of float), ``sfreq``, ``label``, ``animal`` and
+  optional ``session`` (several sessions per file) and ``trial`` (order); see :mod:`.lfp_parquet`.
 
 Per session: Hann-window STFT (``nperseg``, ``noverlap``; bin spacing sfreq/nperseg) → PSD → crop to
 ``fmin <= f <= fmax`` → log10 → baseline normalization, one of
@@ -159,12 +161,17 @@ def sequences(n: int, n_trials: int, stride: int) -> list[int]:
 def prepare_lfp(folder: str | Path, out: str | Path, cfg: LFPConfig, overwrite: bool = False) -> dict[str, Any]:
     out = Path(out)
     check_out(out, overwrite)
-    paths = [p for p in input_files(folder, (".npz", ".npy"), "--lfp")]
+    from neuroray.datasets.spectrograms.lfp_parquet import read_parquet_sessions
+
+    paths = [p for p in input_files(folder, (".npz", ".npy", ".parquet"), "--lfp")]
     skipped: list[dict[str, str]] = []
     sessions: list[Session] = []
     for path in paths:
         try:
-            sessions.append(read_session(path))
+            if path.suffix == ".parquet":
+                sessions.extend(read_parquet_sessions(path))
+            else:
+                sessions.append(read_session(path))
         except InputError as e:
             skipped.append({"path": str(path), "reason": str(e)})
     if not sessions:
@@ -220,5 +227,5 @@ def prepare_lfp(folder: str | Path, out: str | Path, cfg: LFPConfig, overwrite: 
                              "axes": ["trial", "freq", "frame"], "config": asdict(cfg)}}
     return write_shard_set(
         out, x, columns, columns[cfg.split_by], cfg.split_by, cfg.seed, preprocessing,
-        [source(f) for s in kept for f in s.files], skipped,
+        [source(f) for f in dict.fromkeys(f for s in kept for f in s.files)], skipped,
         {"baseline": cfg.baseline, "per": "session"}, extra, overwrite)

@@ -30,16 +30,18 @@ def check_kernel(kernel: str, fwhm_mm: float, radius_mm: float) -> None:
         raise NeurorayError(f"--fwhm {fwhm_mm} / --radius {radius_mm}: must be > 0 mm")
 
 
+def reach_mm(kernel: str, fwhm_mm: float = DEFAULT_FWHM_MM, radius_mm: float = DEFAULT_RADIUS_MM) -> float:
+    """How far from its peak a kernel is non-zero: 3 sigma (Gaussian, truncated there) or the sphere radius."""
+    return 3.0 * fwhm_mm * FWHM_TO_SIGMA if kernel == "gaussian" else radius_mm
+
+
 def render(grid: Grid, xyz_mm: np.ndarray, kernel: str = "gaussian", fwhm_mm: float = DEFAULT_FWHM_MM,
            radius_mm: float = DEFAULT_RADIUS_MM, out: np.ndarray | None = None) -> np.ndarray:
     """(N, 3) MNI mm peaks → float32 (X, Y, Z) map. Only a local box around each peak is touched."""
     check_kernel(kernel, fwhm_mm, radius_mm)
     vol = np.zeros(grid.shape, dtype=np.float32) if out is None else out
-    if kernel == "gaussian":
-        sigma = fwhm_mm * FWHM_TO_SIGMA
-        reach = 3.0 * sigma
-    else:
-        reach = radius_mm
+    sigma = fwhm_mm * FWHM_TO_SIGMA
+    reach = reach_mm(kernel, fwhm_mm, radius_mm)
     scale = np.abs(np.diag(grid.affine)[:3])  # mm per voxel (diagonal MNI affine)
     half = np.ceil(reach / scale).astype(int) + 1
     shape = np.array(grid.shape)

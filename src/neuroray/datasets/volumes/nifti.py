@@ -1,4 +1,10 @@
-"""NIfTI in and out (nibabel). Volumes are stored as float32 with no intensity scaling, so a round trip is exact."""
+"""NIfTI in and out (nibabel). Volumes are stored as float32 with no intensity scaling, so a round trip is exact.
+
+Maps on another grid (voxel size, shape, orientation or origin) are resampled onto the MNI152 target grid with
+``nibabel.processing.resample_from_to`` through the two images' affines (world mm → world mm, so orientation and
+origin are handled), trilinear (``linear``, for continuous maps) or ``nearest`` (label maps); outside the source's
+field of view the value is 0. ``none`` keeps the strict mode: such maps are skipped.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from neuroray.datasets.volumes.grid import Grid
 from neuroray.errors import NeurorayError
 
 SUFFIXES = (".nii", ".nii.gz")
+RESAMPLING = {"linear": 1, "nearest": 0, "none": None}
 
 
 class NiftiSkip(Exception):
@@ -32,9 +39,42 @@ def save_nifti(volume: np.ndarray, grid: Grid, path: str | Path) -> Path:
     return path
 
 
+def on_grid(img: nib.spatialimages.SpatialImage, data: np.ndarray, grid: Grid) -> bool:
+    return tuple(data.shape) == grid.shape and np.allclose(img.affine, grid.affine, atol=1e-3)
+
+
+def load_on_grid(path: str | Path, grid: Grid, resample: str = "linear") -> tuple[np.ndarray, bool]:
+    """→ (float32 (X, Y, Z) on ``grid``, whether it was resampled). NiftiSkip for an unusable map."""
+    if resample not in RESAMPLING:
+        raise NeurorayError(f"--resample {resample!r}; allowed: {', '.join(RESAMPLING)}")
+    order = RESAMPLING[resample]
+    if order is None:
+        return load_nifti(path, grid), False
+    img, data = read_nifti(Path(path))
+    if on_grid(img, data, grid):
+        return data, False
+    from nibabel.processing import resample_from_to
+
+    moved = resample_from_to(nib.Nifti1Image(data, img.affine), (grid.shape, grid.affine), order=order,
+                             mode="constant", cval=0.0)
+    return np.asarray(moved.dataobj, dtype=np.float32), True
+
+
 def load_nifti(path: str | Path, grid: Grid | None = None) -> np.ndarray:
     """→ float32 (X, Y, Z). With ``grid``, the image must already be on it (shape and affine), else NiftiSkip."""
-    path = Path(path)
+    img, out = read_nifti(Path(path))
+    if grid is not None:
+        if tuple(out.shape) != grid.shape:
+            raise NiftiSkip(f"{path}: shape {tuple(out.shape)} is not the {grid.voxel_mm:g} mm MNI152 grid "
+                            f"{grid.shape}; resample it first (or choose --voxel-mm)")
+        if not np.allclose(img.affine, grid.affine, atol=1e-3):
+            raise NiftiSkip(f"{path}: affine differs from the {grid.voxel_mm:g} mm MNI152 affine "
+                            f"{grid.affine.tolist()}; resample it first")
+    return out
+
+
+def read_nifti(path: Path) -> tuple[nib.spatialimages.SpatialImage, np.ndarray]:
+    """→ (image, float32 3-D data); NiftiSkip when unreadable, not 3-D or not finite."""
     try:
         img = nib.load(path)
     except Exception as e:  # noqa: BLE001 - nibabel raises many types for a bad file
@@ -46,17 +86,10 @@ def load_nifti(path: str | Path, grid: Grid | None = None) -> np.ndarray:
         data = data[..., 0]
     if data.ndim != 3:
         raise NiftiSkip(f"{path}: {data.ndim}-D image; expected a 3-D map")
-    if grid is not None:
-        if tuple(data.shape) != grid.shape:
-            raise NiftiSkip(f"{path}: shape {tuple(data.shape)} is not the {grid.voxel_mm:g} mm MNI152 grid "
-                            f"{grid.shape}; resample it first (or choose --voxel-mm)")
-        if not np.allclose(img.affine, grid.affine, atol=1e-3):
-            raise NiftiSkip(f"{path}: affine differs from the {grid.voxel_mm:g} mm MNI152 affine "
-                            f"{grid.affine.tolist()}; resample it first")
     out = np.asarray(data, dtype=np.float32)
     if not np.all(np.isfinite(out)):
         raise NiftiSkip(f"{path}: contains NaN/inf values")
-    return out
+    return img, out
 
 
 def find_nifti(folder: str | Path) -> list[Path]:

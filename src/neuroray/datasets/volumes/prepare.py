@@ -1,9 +1,12 @@
 """Volumes → shard set: Neurosynth peaks, a folder of NIfTI maps, or a planted-signal synthetic set.
 
-Every row is one study (or one NIfTI map): ``x`` is float32 (1, X, Y, Z) on the MNI152 grid; conditioning
-columns ``study_id, space, year, journal, n_peaks`` (Neurosynth, synthetic) or ``study_id, path`` (NIfTI).
-Splits are by study id (seeded). Values are kernel maps in [0, 1] and are written as they are; the
-manifest's ``normalization`` records the train split's voxel mean/std with ``applied: false``.
+Every row is one study (or one NIfTI map): ``x`` is float32 (1, X, Y, Z) on the MNI152 grid, optionally masked to
+the brain (``mask="brain"``: the MNI152 template's mask, :mod:`.grid`). Columns: ``study_id, space, year, journal,
+n_peaks`` (Neurosynth, synthetic) or ``study_id, path`` (NIfTI), plus the conditioning columns of
+:mod:`.conditioning` (``journal_code``, ``year_z``, ``n_peaks_z``, ``term_*``). Splits are by study id (seeded).
+Values are written as they are (kernel maps lie in [0, 1]); the manifest's ``normalization`` records the train
+split's voxel mean/std/max|x| with ``applied: false``, and ``target_stats`` the train split's mean/std of every
+numeric column. Val and test rows never enter any statistic or the journal vocabulary.
 """
 
 from __future__ import annotations
@@ -19,13 +22,22 @@ import pandas as pd
 from neuroray.datasets.shards import ShardSetWriter, sha256_file
 from neuroray.datasets.spec import VolumeSpec
 from neuroray.datasets.splits import SPLITS, split_groups
-from neuroray.datasets.volumes.grid import Grid, ellipsoid_mask, mni152
-from neuroray.datasets.volumes.kernels import check_kernel, render
+from neuroray.datasets.volumes.conditioning import finish_columns, join_terms, read_terms
+from neuroray.datasets.volumes.grid import BRAIN_MASK_SOURCE, Grid, brain_mask, ellipsoid_mask, mni152
+from neuroray.datasets.volumes.kernels import check_kernel, reach_mm, render
 from neuroray.datasets.volumes.neurosynth import UNKNOWN_POLICIES, find_files, read_neurosynth
-from neuroray.datasets.volumes.nifti import NiftiSkip, find_nifti, load_nifti, nifti_key
+from neuroray.datasets.volumes.nifti import (
+    RESAMPLING,
+    NiftiSkip,
+    find_nifti,
+    load_on_grid,
+    nifti_key,
+    on_grid,
+    read_nifti,
+)
 from neuroray.errors import NeurorayError
 
-MASKS = ("none", "ellipsoid")
+MASKS = ("none", "brain", "ellipsoid")
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,10 @@ class VolumePrepareConfig:
     seed: int = 0
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     rows_per_file: int = 256
+    resample: str = "linear"
+    min_journal_count: int = 10
+    terms: str | None = None
+    term_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         mni152(self.voxel_mm)  # validates the voxel size
@@ -50,10 +66,24 @@ class VolumePrepareConfig:
             raise NeurorayError(f"--unknown {self.unknown!r}; allowed: {', '.join(UNKNOWN_POLICIES)}")
         if self.subset is not None and self.subset < 3:
             raise NeurorayError(f"--subset {self.subset}: must be >= 3 (train/val/test each need a study)")
+        if self.resample not in RESAMPLING:
+            raise NeurorayError(f"--resample {self.resample!r}; allowed: {', '.join(RESAMPLING)}")
+        if self.min_journal_count < 1:
+            raise NeurorayError(f"--min-journal-count {self.min_journal_count}: must be >= 1")
 
     @property
     def grid(self) -> Grid:
         return mni152(self.voxel_mm)
+
+    def mask_array(self) -> np.ndarray | None:
+        if self.mask == "brain":
+            return brain_mask(self.grid)
+        return ellipsoid_mask(self.grid) if self.mask == "ellipsoid" else None
+
+    def mask_steps(self) -> list[dict[str, Any]]:
+        if self.mask == "brain":
+            return [{"step": "mask", "kind": "brain", "template": BRAIN_MASK_SOURCE, "resample": "nearest"}]
+        return [{"step": "mask", "kind": "ellipsoid"}] if self.mask == "ellipsoid" else []
 
     def kernel_step(self) -> dict[str, Any]:
         if self.kernel == "gaussian":
@@ -98,23 +128,35 @@ def _strata_summary(studies: pd.DataFrame) -> dict[str, Any]:
 # --- writing ---------------------------------------------------------------------------------------------------
 
 
-Row = tuple[str, np.ndarray]  # (study id, (X, Y, Z) volume)
+def _with_terms(cfg: VolumePrepareConfig, columns: pd.DataFrame, metadata: Path | None,
+                sources: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    if cfg.terms is None:
+        return columns, {}
+    ids = columns["study_id"].astype(str).tolist()
+    terms = read_terms(cfg.terms, ids, metadata=metadata, names=cfg.term_names)
+    info = terms.info(ids)
+    sources.extend(info["sources"])
+    return join_terms(columns, terms), {"terms": info}
 
 
-def _write_set(out: Path, cfg: VolumePrepareConfig, keys: list[str], columns: pd.DataFrame,
+def _write_set(out: Path, cfg: VolumePrepareConfig, columns: pd.DataFrame,
                volumes: Callable[[list[str]], Iterator[np.ndarray]], preprocessing: list[dict[str, Any]],
                sources: list[dict[str, Any]], skipped: list[dict[str, Any]], extra: dict[str, Any],
-               overwrite: bool) -> dict[str, Any]:
-    """Split ``keys`` by study, write each split in files of ``rows_per_file`` rows, commit the manifest."""
+               overwrite: bool, metadata: Path | None = None) -> dict[str, Any]:
+    """Split by study, derive conditioning from train rows, write files of ``rows_per_file``, commit."""
+    keys = columns["study_id"].astype(str).tolist()
     if len(keys) < 3:
         raise NeurorayError(f"{out}: only {len(keys)} usable studies/maps ({len(skipped)} skipped"
                             + (f"; first: {skipped[0]['reason']}" if skipped else "") + "); need at least 3")
+    columns, terms_info = _with_terms(cfg, columns, metadata, sources)
     grid = cfg.grid
     assignment = split_groups(keys, cfg.fractions, seed=cfg.seed)
+    train = np.array([assignment[k] == "train" for k in keys])
+    columns, conditioning, target_stats = finish_columns(columns, train, cfg.min_journal_count)
     spec = VolumeSpec(shape=grid.shape, voxel_mm=grid.voxel_mm)
     writer = ShardSetWriter(out, spec, preprocessing=preprocessing, sources=sources,
-                               rows_per_file=cfg.rows_per_file, overwrite=overwrite)
-    total = sq = 0.0
+                            rows_per_file=cfg.rows_per_file, overwrite=overwrite)
+    total = sq = peak = 0.0
     count = 0
     try:
         indexed = columns.set_index("study_id", drop=False)
@@ -128,15 +170,18 @@ def _write_set(out: Path, cfg: VolumePrepareConfig, keys: list[str], columns: pd
                 if split == "train":
                     total += float(x.sum(dtype=np.float64))
                     sq += float(np.square(x, dtype=np.float64).sum())
+                    peak = max(peak, float(np.abs(x).max()))
                     count += x.size
         mean = total / max(count, 1)
         std = float(np.sqrt(max(sq / max(count, 1) - mean * mean, 0.0)))
         return writer.commit(
-            normalization={"from": "train", "per": "voxel-global", "mean": mean, "std": std, "applied": False},
+            normalization={"from": "train", "per": "voxel-global", "mean": mean, "std": std, "max_abs": peak,
+                           "applied": False},
             skipped=skipped,
             extra={"grid": grid.header_like(), "splits": {"by": "study_id", "seed": cfg.seed,
                                                           "fractions": list(cfg.fractions)},
-                   "prepare": asdict(cfg), **extra},
+                   "prepare": asdict(cfg), "conditioning": {**conditioning, **terms_info},
+                   "target_stats": target_stats, **extra},
         )
     except BaseException:
         writer.abort()
@@ -159,22 +204,36 @@ def _render_peaks(cfg: VolumePrepareConfig, peaks: pd.DataFrame,
 
 
 def _peaks_on_grid(cfg: VolumePrepareConfig, peaks: pd.DataFrame, studies: pd.DataFrame, where: str,
-                   mask: np.ndarray | None) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
-    """Drop peaks whose nearest voxel is off the grid (or outside the mask); a study left with none is skipped."""
+                   mask: np.ndarray | None) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]], dict[str, int]]:
+    """Drop peaks whose nearest voxel is off the grid, or (with a mask) farther from the mask than the kernel
+    reaches; a study left with none is skipped.
+
+    Peaks just outside the mask stay: reported MNI peaks often sit a few mm outside a template's brain (cortical
+    surface), and like GingerALE and NiMARE (which mask after convolution) their kernel still counts inside.
+    """
     grid = cfg.grid
     ijk = grid.nearest_voxel(peaks[["x", "y", "z"]].to_numpy())
     ok = grid.inside(ijk)
+    counts = {"peaks_off_grid": int((~ok).sum())}
+    reason = f"outside the {grid.voxel_mm:g} mm MNI152 grid"
     if mask is not None:
+        from scipy import ndimage
+
+        reach = reach_mm(cfg.kernel, cfg.fwhm_mm, cfg.radius_mm)
+        to_mask = ndimage.distance_transform_edt(~mask, sampling=grid.voxel_mm)
         inside = np.flatnonzero(ok)
-        ok[inside] = mask[ijk[inside, 0], ijk[inside, 1], ijk[inside, 2]]
+        distance = to_mask[ijk[inside, 0], ijk[inside, 1], ijk[inside, 2]]
+        ok[inside] = distance <= reach
+        counts.update(peaks_outside_mask_kept=int(((distance > 0) & (distance <= reach)).sum()),
+                      peaks_beyond_mask_reach=int((distance > reach).sum()))
+        reason = f"off the grid or farther than the kernel's reach ({reach:.1f} mm) from the brain mask"
     kept = peaks[ok]
     n_total = peaks.groupby("id").size()
     n_kept = kept.groupby("id").size().reindex(studies["id"], fill_value=0)
-    region = "the brain mask" if mask is not None else f"the {grid.voxel_mm:g} mm MNI152 grid"
-    skipped = [{"path": f"{where}#id={k}", "reason": f"all {int(n_total.get(k, 0))} peaks outside {region}"}
+    skipped = [{"path": f"{where}#id={k}", "reason": f"all {int(n_total.get(k, 0))} peaks {reason}"}
                for k, n in n_kept.items() if n == 0]
     studies = studies.assign(n_peaks=n_kept.to_numpy()).loc[n_kept.to_numpy() > 0].reset_index(drop=True)
-    return kept, studies, skipped
+    return kept, studies, skipped, counts
 
 
 def _study_columns(studies: pd.DataFrame) -> pd.DataFrame:
@@ -187,46 +246,61 @@ def _study_columns(studies: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def prepare_neurosynth(folder: str | Path, out: str | Path, cfg: VolumePrepareConfig,
-                       overwrite: bool = False) -> dict[str, Any]:
-    files = find_files(folder)
-    peaks, studies, counts = read_neurosynth(files, unknown=cfg.unknown)
-    mask = ellipsoid_mask(cfg.grid) if cfg.mask == "ellipsoid" else None
-    peaks, studies, skipped = _peaks_on_grid(cfg, peaks, studies, str(files.coordinates), mask)
+def prepare_peaks(out: Path, cfg: VolumePrepareConfig, peaks: pd.DataFrame, studies: pd.DataFrame, where: str,
+                  steps: list[dict[str, Any]], sources: list[dict[str, Any]], extra: dict[str, Any],
+                  overwrite: bool, metadata: Path | None = None) -> dict[str, Any]:
+    """MNI peaks (``id, x, y, z``) + studies (``id, space, year, journal, n_peaks``) → mask, subset, kernel, write."""
+    mask = cfg.mask_array()
+    peaks, studies, skipped, peak_counts = _peaks_on_grid(cfg, peaks, studies, where, mask)
     eligible = len(studies)
     if cfg.subset is not None:
         studies = stratified_subset(studies, cfg.subset, seed=cfg.seed)
     peaks = peaks[peaks["id"].isin(set(studies["id"]))]
     preprocessing: list[dict[str, Any]] = [
-        {"step": "join", "on": "id", "space_from": "metadata"},
-        {"step": "space", "unknown": cfg.unknown, "tal_to_mni": "lancaster2007_tal2icbm_other"},
-        {"step": "deduplicate", "on": ["id", "x", "y", "z"]},
+        *steps,
         {"step": "grid", "template": "MNI152", "voxel_mm": cfg.voxel_mm, "drop": "peaks off grid"},
-        *([{"step": "mask", "kind": "ellipsoid"}] if mask is not None else []),
+        *({**step, "peaks": "kept within the kernel's reach of the mask; the map is masked after the kernel"}
+          for step in cfg.mask_steps()),
         *([{"step": "subset", "n": cfg.subset, "strata": "year quartile x n_peaks quartile", "seed": cfg.seed}]
           if cfg.subset is not None else []),
         cfg.kernel_step(),
     ]
+    extra = {**extra, "counts": {**extra.get("counts", {}), **peak_counts, "studies_eligible": eligible},
+             "subset": _strata_summary(studies)}
+    return _write_set(out, cfg, _study_columns(studies), _render_peaks(cfg, peaks, mask), preprocessing, sources,
+                      skipped, extra, overwrite, metadata=metadata)
+
+
+def prepare_neurosynth(folder: str | Path, out: str | Path, cfg: VolumePrepareConfig,
+                       overwrite: bool = False) -> dict[str, Any]:
+    files = find_files(folder)
+    peaks, studies, counts = read_neurosynth(files, unknown=cfg.unknown)
+    steps: list[dict[str, Any]] = [
+        {"step": "join", "on": "id", "space_from": "metadata"},
+        {"step": "space", "unknown": cfg.unknown, "tal_to_mni": "lancaster2007_tal2icbm_other"},
+        {"step": "deduplicate", "on": ["id", "x", "y", "z"]},
+    ]
     sources = [{"path": str(p.resolve()), "sha256": sha256_file(p)} for p in (files.coordinates, files.metadata)]
-    columns = _study_columns(studies)
-    return _write_set(Path(out), cfg, columns["study_id"].tolist(), columns, _render_peaks(cfg, peaks, mask),
-                      preprocessing, sources, skipped,
-                      {"source": "neurosynth", "counts": {**counts, "studies_eligible": eligible},
-                       "conditioning": ["year", "n_peaks", "journal"], "subset": _strata_summary(studies)},
-                      overwrite)
+    return prepare_peaks(Path(out), cfg, peaks, studies, str(files.coordinates), steps, sources,
+                         {"source": "neurosynth", "counts": counts}, overwrite, metadata=files.metadata)
 
 
 def prepare_nifti(folder: str | Path, out: str | Path, cfg: VolumePrepareConfig,
                   overwrite: bool = False) -> dict[str, Any]:
-    """A folder of maps already on the chosen MNI152 grid; maps on another grid are skipped with the reason."""
+    """A folder of 3-D maps; maps on another grid are resampled onto the MNI152 grid (``cfg.resample``)."""
     root = Path(folder)
     grid = cfg.grid
-    mask = ellipsoid_mask(grid) if cfg.mask == "ellipsoid" else None
+    mask = cfg.mask_array()
     paths: dict[str, Path] = {}
+    resampled: list[str] = []
     skipped: list[dict[str, Any]] = []
     for path in find_nifti(root):
         try:
-            load_nifti(path, grid)
+            img, data = read_nifti(path)
+            if not on_grid(img, data, grid):
+                if cfg.resample == "none":
+                    load_on_grid(path, grid, "none")  # raises NiftiSkip with the reason
+                resampled.append(nifti_key(path, root))
         except NiftiSkip as e:
             skipped.append({"path": str(path), "reason": str(e)})
             continue
@@ -234,7 +308,7 @@ def prepare_nifti(folder: str | Path, out: str | Path, cfg: VolumePrepareConfig,
 
     def volumes(batch: list[str]) -> Iterator[np.ndarray]:
         for key in batch:
-            vol = load_nifti(paths[key], grid)
+            vol, _ = load_on_grid(paths[key], grid, cfg.resample)
             if mask is not None:
                 vol[~mask] = 0.0
             yield vol
@@ -242,58 +316,18 @@ def prepare_nifti(folder: str | Path, out: str | Path, cfg: VolumePrepareConfig,
     columns = pd.DataFrame({"study_id": np.array(sorted(paths), dtype=object),
                             "path": np.array([str(paths[k]) for k in sorted(paths)], dtype=object)})
     sources = [{"path": str(p.resolve()), "sha256": sha256_file(p)} for p in paths.values()]
-    preprocessing: list[dict[str, Any]] = [{"step": "nifti", "require_grid": "MNI152", "voxel_mm": cfg.voxel_mm},
-                     *([{"step": "mask", "kind": "ellipsoid"}] if mask is not None else [])]
-    return _write_set(Path(out), cfg, sorted(paths), columns, volumes, preprocessing, sources, skipped,
-                      {"source": "nifti"}, overwrite)
-
-
-# --- synthetic -------------------------------------------------------------------------------------------------
-
-SYNTHETIC_YEARS = (2000, 2017)
-SYNTHETIC_JOURNALS = ("NeuroImage", "Human Brain Mapping", "Cerebral Cortex")
-
-
-def synthetic_studies(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Planted signal: every study's first peak sits at x = -50 + 100·(year - 2000)/17 mm, y = -20, z = 20
-    (jitter sd 2 mm, clipped to ±3 mm), so a model conditioned on ``year`` can place it; 0–4 more peaks lie
-    at random inside the brain ellipsoid (distractors)."""
-    if n < 3:
-        raise NeurorayError(f"--synthetic {n}: need at least 3 studies")
-    rng = np.random.default_rng(seed)
-    lo, hi = SYNTHETIC_YEARS
-    years = rng.integers(lo, hi + 1, size=n)
-    rows: list[tuple[str, float, float, float]] = []
-    n_peaks = np.zeros(n, dtype=np.int32)
-    ids = [f"synth-{i:05d}" for i in range(n)]
-    for i, (key, year) in enumerate(zip(ids, years, strict=True)):
-        jitter = np.clip(rng.normal(0, 2.0, 3), -3.0, 3.0)
-        planted = np.array([-50.0 + 100.0 * (year - lo) / (hi - lo), -20.0, 20.0]) + jitter
-        extra = rng.integers(0, 5)
-        direction = rng.normal(size=(extra, 3))
-        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-        radius = rng.uniform(0, 0.7, size=(extra, 1)) ** (1 / 3)
-        distractors = np.array([0.0, -16.0, 12.0]) + direction * radius * np.array([70.0, 88.0, 68.0])
-        for p in (planted, *distractors):
-            rows.append((key, float(p[0]), float(p[1]), float(p[2])))
-        n_peaks[i] = 1 + extra
-    peaks = pd.DataFrame(rows, columns=["id", "x", "y", "z"])
-    studies = pd.DataFrame({"id": ids, "space": "MNI", "year": years.astype(np.int32),
-                            "journal": rng.choice(SYNTHETIC_JOURNALS, size=n), "n_peaks": n_peaks})
-    return peaks, studies
+    preprocessing: list[dict[str, Any]] = [
+        {"step": "nifti", "target": "MNI152", "voxel_mm": cfg.voxel_mm, "resample": cfg.resample,
+         "via": "nibabel.processing.resample_from_to", "outside_fov": 0.0},
+        *cfg.mask_steps()]
+    return _write_set(Path(out), cfg, columns, volumes, preprocessing, sources, skipped,
+                      {"source": "nifti", "nifti": {"resampled": sorted(resampled),
+                                                    "on_grid": len(paths) - len(resampled)}}, overwrite)
 
 
 def write_synthetic_volumes(out: str | Path, n: int, cfg: VolumePrepareConfig,
                             overwrite: bool = False) -> dict[str, Any]:
-    peaks, studies = synthetic_studies(n, seed=cfg.seed)
-    mask = ellipsoid_mask(cfg.grid) if cfg.mask == "ellipsoid" else None
-    peaks, studies, skipped = _peaks_on_grid(cfg, peaks, studies, "synthetic", mask)
-    columns = _study_columns(studies)
-    preprocessing: list[dict[str, Any]] = [{"step": "synthetic", "n": n, "seed": cfg.seed,
-                      "planted": "first peak at x = -50 + 100*(year-2000)/17 mm, y=-20, z=20 "
-                                                 "(jitter sd 2 mm, clip 3 mm)"},
-                     *([{"step": "mask", "kind": "ellipsoid"}] if mask is not None else []),
-                     cfg.kernel_step()]
-    return _write_set(Path(out), cfg, columns["study_id"].tolist(), columns, _render_peaks(cfg, peaks, mask),
-                      preprocessing, [], skipped,
-                      {"source": "synthetic", "conditioning": ["year", "n_peaks", "journal"]}, overwrite)
+    """See :mod:`.synthetic` (kept here for callers of the earlier location)."""
+    from neuroray.datasets.volumes.synthetic import write_synthetic_volumes as write
+
+    return write(out, n, cfg, overwrite)

@@ -1,0 +1,52 @@
+"""Multi-node on one machine: trials spread over two worker nodes; losing a node mid-trial restarts that trial
+from its last checkpoint (resources.max_failures) and the experiment still finishes with every result."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.cluster
+
+EPOCHS = 6
+
+
+def test_lost_node_restarts_its_trial_from_the_last_checkpoint(small_eeg: Path, tmp_path: Path) -> None:
+    exp = {
+        "name": "node-loss",
+        "data": {"shards": str(small_eeg), "cache": "stream"},  # no blocks held in a node's object store
+        "phases": [{"name": "fit", "trainable": "eeg_regressor", "target": "y", "epochs": EPOCHS, "batch_size": 32,
+                    "hparams": {"encoder": "shallow"}}],
+        "matrix": {"seed": [0, 1]},
+        "metric": {"name": "val/nrmse", "mode": "min"},
+        "resources": {"workers": 1, "cpus_per_worker": 1, "max_failures": 2, "max_concurrent_trials": 2},
+    }
+    path = tmp_path / "node_loss.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    env = {**os.environ, "RAY_TMPDIR": str(tmp_path / "ray"), "WANDB_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("node_loss_driver.py")), str(path),
+                           str(tmp_path / "runs")], env=env, capture_output=True, text=True, timeout=1200)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    out = json.loads(lines[-1])
+    assert out["error"] is None, out["error"]
+    assert out["trial_nodes"] == 2  # the two trials ran on different nodes
+    assert out["victim_trial"] is not None and out["epochs_at_loss"] >= 2
+    # Every trial finished and reported every epoch.
+    assert len(out["results"]) == 2 and all(r["status"] == "OK" for r in out["results"])
+    for trial, rows in out["progress"].items():
+        assert rows[-1][1] == EPOCHS, (trial, rows)
+    # The restarted trial continued after its last checkpoint: the epochs it had finished before the node was
+    # lost were not trained again from scratch (at most the epoch in flight is repeated).
+    phase_epochs = [e for _, e in out["progress"][out["victim_trial"]]]
+    restart = next((i for i in range(1, len(phase_epochs)) if phase_epochs[i] <= phase_epochs[i - 1]), None)
+    if restart is not None:  # the restart re-reported from where the checkpoint left off
+        assert phase_epochs[restart] >= out["epochs_at_loss"], phase_epochs
+    assert phase_epochs.count(1) == 1, phase_epochs

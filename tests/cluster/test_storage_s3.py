@@ -1,0 +1,97 @@
+"""`neuroray run --storage s3://…` against moto's S3 server on 127.0.0.1 (no AWS, no mocks of storage).
+
+The run uses the session's embedded Ray: the trial actors get the S3 filesystem (endpoint included) from
+Tune, pickled; the driver reads AWS_ENDPOINT_URL and fake credentials from the environment, as pyarrow does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.fs as pafs
+import pytest
+
+from neuroray.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "neuroray-test"  # made by the s3_server fixture (tests/cluster/conftest.py)
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server: Any) -> Iterator[pafs.S3FileSystem]:
+    with pytest.MonkeyPatch.context() as mp:  # this process (the Tune driver) finds the server like pyarrow does
+        for key, value in s3_server.env.items():
+            mp.setenv(key, value)
+        assert s3_server.bucket == BUCKET
+        yield s3_server.fs
+
+
+@pytest.fixture(scope="module")
+def s3_run(s3: pafs.S3FileSystem, ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("s3run")
+    cwd = os.getcwd()
+    os.chdir(work)  # data/ and the local summary (runs/) land in the temp folder
+    try:
+        assert main(["run", str(REPO / "experiments" / "demo.yaml"), "--smoke", "--quiet",
+                     "--storage", f"s3://{BUCKET}/runs"]) == 0
+    finally:
+        os.chdir(cwd)
+    return work
+
+
+def _keys(fs: pafs.S3FileSystem, prefix: str) -> list[str]:
+    return [f.path for f in fs.get_file_info(pafs.FileSelector(prefix, recursive=True)) if f.is_file]
+
+
+def test_checkpoints_results_and_state_are_in_the_bucket(s3_run: Path, s3: pafs.S3FileSystem) -> None:
+    keys = _keys(s3, f"{BUCKET}/runs/demo-smoke")
+    trials = pd.read_csv(s3_run / "runs" / "demo-smoke" / "results.csv")  # the local summary
+    assert len(trials) == 4 and (trials["status"] == "OK").all()
+    for ckpt in trials["checkpoint"]:
+        assert ckpt.startswith(f"s3://{BUCKET}/runs/demo-smoke/")
+        path = ckpt.removeprefix("s3://")
+        assert {f"{path}/model.pt", f"{path}/meta.json"} <= set(keys)
+    # Tune's per-trial results and its restorable experiment state
+    assert sum(k.endswith("/result.json") for k in keys) == 4
+    assert f"{BUCKET}/runs/demo-smoke/tuner.pkl" in keys
+    # the summary is copied next to the trial folders, identical to the local one
+    for name in ("results.csv", "results.parquet", "report.md", "run.json"):
+        assert f"{BUCKET}/runs/demo-smoke/{name}" in keys
+    with s3.open_input_stream(f"{BUCKET}/runs/demo-smoke/results.csv") as f:
+        assert f.read().decode() == (s3_run / "runs" / "demo-smoke" / "results.csv").read_text()
+    # nothing but the summary, TensorBoard and W&B files stays local
+    local = {p.name for p in (s3_run / "runs" / "demo-smoke").iterdir()}
+    assert not any(n.startswith(("shallow-", "conv-", "experiment_state")) for n in local), local
+    assert "tuner.pkl" not in local
+
+
+def test_export_downloads_the_checkpoint(s3_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = s3_run / "runs" / "demo-smoke"
+    assert main(["export", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert (run_dir / "export" / "model.onnx").is_file()
+    assert [p.name for p in (run_dir / "checkpoints").glob("*/model.pt")]  # the local copy of the S3 checkpoint
+    assert float(out.split("max |Δ| = ")[1].split()[0]) <= 1e-4
+
+
+def test_bad_storage_is_one_line_and_exit_2(s3: pafs.S3FileSystem, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    demo = str(REPO / "experiments" / "demo.yaml")
+    for storage, expected in [(f"s3://{BUCKET}-missing/runs", "not writable"),
+                              ("nosuchfs://x/y", "pyarrow cannot open this URI")]:
+        assert main(["run", demo, "--storage", storage]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: --storage {storage}: {expected}") and "\n" not in err, err
+    # an earlier run of the same experiment in the bucket is not silently mixed with a new one
+    with s3.open_output_stream(f"{BUCKET}/old/demo/result.json") as f:
+        f.write(b"{}")
+    assert main(["run", demo, "--storage", f"s3://{BUCKET}/old"]) == 2
+    err = capsys.readouterr().err
+    assert f"s3://{BUCKET}/old/demo: a run of 'demo' already exists" in err
+    assert not (tmp_path / "runs").exists()  # nothing written locally before the refusal

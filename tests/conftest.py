@@ -67,3 +67,20 @@ def c1_shards(hbn_tree: Path, ray_session: None, tmp_path_factory: pytest.TempPa
     out = tmp_path_factory.mktemp("shards") / "c1"
     assert main(["prepare", "eeg", "--bids", str(hbn_tree), "--out", str(out), *C1_ARGS]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_smoke_run(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`neuroray run experiments/demo.yaml --smoke`, once per session (4 trials); tests read it, and may add to
+    it (export/, a rebuilt report), but do not remove what others read."""
+    from neuroray.cli import main
+
+    work = tmp_path_factory.mktemp("demo")
+    cwd = os.getcwd()
+    os.chdir(work)  # data/ (relative in demo.yaml) lands in the temp folder
+    try:
+        assert main(["run", str(REPO / "experiments" / "demo.yaml"), "--smoke", "--quiet",
+                     "--storage", str(work / "runs")]) == 0
+    finally:
+        os.chdir(cwd)
+    return work / "runs" / "demo-smoke"

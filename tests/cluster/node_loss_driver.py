@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -21,10 +22,8 @@ from neuroray.search_spaces.experiment import load
 def _progress(run_dir: Path) -> dict[str, pd.DataFrame]:
     out = {}
     for p in run_dir.glob("*-s*-*/progress.csv"):
-        try:
+        with contextlib.suppress(pd.errors.EmptyDataError, OSError):
             out[p.parent.name] = pd.read_csv(p)
-        except (pd.errors.EmptyDataError, OSError):
-            pass
     return out
 
 
@@ -60,7 +59,7 @@ def main(experiment: str, storage: str) -> None:
     if victim is not None:
         cluster.remove_node(victim, allow_graceful=False)
     thread.join(timeout=900)
-    progress = {t: df[["training_iteration", "phase_epoch"]].astype(int).values.tolist()
+    progress = {t: [[int(r.training_iteration), int(r.phase_epoch), str(r.node_id)] for r in df.itertuples()]
                 for t, df in _progress(run_dir).items()}
     summary = outcome.get("summary")
     print(json.dumps({

@@ -43,10 +43,11 @@ def test_lost_node_restarts_its_trial_from_the_last_checkpoint(small_eeg: Path, 
     assert len(out["results"]) == 2 and all(r["status"] == "OK" for r in out["results"])
     for trial, rows in out["progress"].items():
         assert rows[-1][1] == EPOCHS, (trial, rows)
-    # The restarted trial continued after its last checkpoint: the epochs it had finished before the node was
-    # lost were not trained again from scratch (at most the epoch in flight is repeated).
-    phase_epochs = [e for _, e in out["progress"][out["victim_trial"]]]
-    restart = next((i for i in range(1, len(phase_epochs)) if phase_epochs[i] <= phase_epochs[i - 1]), None)
-    if restart is not None:  # the restart re-reported from where the checkpoint left off
-        assert phase_epochs[restart] >= out["epochs_at_loss"], phase_epochs
+    # The restarted trial moved to the other node and continued after its last checkpoint: the epochs it had
+    # finished before the node was lost were not trained again (at most the epoch in flight is repeated).
+    rows = out["progress"][out["victim_trial"]]
+    phase_epochs = [e for _, e, _ in rows]
+    assert rows[-1][2] != rows[0][2], rows
     assert phase_epochs.count(1) == 1, phase_epochs
+    after = [e for _, e, node in rows if node != rows[0][2]]
+    assert after[0] >= out["epochs_at_loss"], phase_epochs

@@ -11,18 +11,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def smoke_run(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("demo")
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(work)  # data/ (relative in demo.yaml) lands in the temp folder
-    try:
-        assert main(["run", str(REPO / "experiments" / "demo.yaml"), "--smoke", "--quiet",
-                     "--storage", str(work / "runs")]) == 0
-    finally:
-        os.chdir(cwd)
-    return work / "runs" / "demo-smoke"
+def smoke_run(demo_smoke_run: Path) -> Path:
+    return demo_smoke_run
 
 
 def test_results_cover_matrix_and_model_learns(smoke_run: Path) -> None:

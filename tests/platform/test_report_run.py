@@ -175,16 +175,8 @@ def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess[str
 
 
 @pytest.fixture(scope="module")
-def demo_run(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("report-e2e")
-    cwd = os.getcwd()
-    os.chdir(work)  # demo.yaml's relative data/ lands in the temp folder
-    try:
-        assert main(["run", str(REPO / "experiments" / "demo.yaml"), "--smoke", "--quiet",
-                     "--storage", str(work / "runs")]) == 0
-    finally:
-        os.chdir(cwd)
-    return work / "runs" / "demo-smoke"
+def demo_run(demo_smoke_run: Path) -> Path:
+    return demo_smoke_run  # the session's demo run (tests/conftest.py), shared with test_demo_smoke.py
 
 
 def test_report_of_a_real_run_renders_in_chromium(demo_run: Path, tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def _neuroray(shards: Path, work: Path, engine: str, trials: int) -> float:
     return (time.perf_counter() - start) / trials
 
 
-def run(repeats: int = 3) -> dict[str, Any]:
+def run(repeats: int = 3, actor_trials: int = 6) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         shards = work / "eeg"
@@ -66,7 +66,7 @@ def run(repeats: int = 3) -> dict[str, Any]:
         write_synthetic_eeg(shards, n_subjects=24, windows_per_subject=105, n_chans=8, n_times=256)
         session.start()
         plain = [_plain_fit(shards) for _ in range(repeats)]
-        actor = [_neuroray(shards, work, "actor", trials=6) for _ in range(repeats)]
+        actor = [_neuroray(shards, work, "actor", trials=actor_trials) for _ in range(repeats)]
         tt = [_neuroray(shards, work, "torchtrainer", trials=1) for _ in range(repeats)]
         session.stop()
 
@@ -76,7 +76,8 @@ def run(repeats: int = 3) -> dict[str, Any]:
     p = statistics.median(plain)
     return {
         "name": "trial_overhead",
-        "what": f"one eeg_regressor fit, {EPOCHS} epochs, batch {BATCH}, 8x256 windows, ~1,750 train rows",
+        "what": f"one eeg_regressor fit, {EPOCHS} epochs, batch {BATCH}, 8x256 windows, ~1,750 train rows; "
+                f"actor engine: {actor_trials} trials per repeat (per trial = wall / trials), W&B offline (default)",
         "plain_lightning": summary(plain),
         "neuroray_actor_per_trial": summary(actor),
         "neuroray_torchtrainer_per_trial": summary(tt),

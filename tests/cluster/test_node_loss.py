@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,10 +31,16 @@ def test_lost_node_restarts_its_trial_from_the_last_checkpoint(small_eeg: Path, 
     }
     path = tmp_path / "node_loss.yaml"
     path.write_text(yaml.safe_dump(exp))
-    env = {**os.environ, "RAY_TMPDIR": str(tmp_path / "ray"), "WANDB_MODE": "disabled"}
+    # A short RAY_TMPDIR of its own: Ray's socket paths must stay under 107 bytes, and the session's Ray
+    # is left alone.
+    ray_tmp = tempfile.mkdtemp(prefix="nr-", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "WANDB_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("node_loss_driver.py")), str(path),
-                           str(tmp_path / "runs")], env=env, capture_output=True, text=True, timeout=1200)
+    try:
+        proc = subprocess.run([sys.executable, str(Path(__file__).with_name("node_loss_driver.py")), str(path),
+                               str(tmp_path / "runs")], env=env, capture_output=True, text=True, timeout=1200)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0 and lines, proc.stderr[-4000:]
     out = json.loads(lines[-1])

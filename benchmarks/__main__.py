@@ -52,10 +52,12 @@ NOTES = [
     "  materialized split iterated at 2.9k volumes/s instead of 19k; it now reads one block per file",
     "  (`override_num_blocks=len(files)`; Ray still splits blocks above 128 MiB).",
     "- **Ingest, streamed splits below the goal on small epochs.** Each epoch of a streamed split is a new Ray",
-    "  Data execution: its first batch came after 0.25–0.45 s vs 0.05–0.08 s from a materialized split, which",
-    "  on a 224-volume epoch is most of the epoch. After the first batch the streamed rate is at or above the",
-    "  plain loop (the rows marked 'after their first batch'). neuroray streams only splits above 1 GiB",
-    "  (`data.cache: auto`), where that start-up is amortized; below, it materializes once.",
+    "  Data execution whose read task decodes a whole file (one block, < 128 MiB) into the object store before",
+    "  the first batch: 0.2–0.6 s vs 0.05–0.08 s from a materialized split, most of a 1–2-file epoch. After",
+    "  the first batch the streamed rate is far above the plain loop (rows 'after their first batch').",
+    "  neuroray streams only splits above 1 GiB (`data.cache: auto`, ≥ 3 files), where the next files' read",
+    "  tasks can run while one is consumed (not measured here); below, it materializes once. Smaller reader batches",
+    "  (`read_parquet(batch_size=160)`) cut the first batch only to ~0.2 s (tried, not kept).",
     "- **Data wait (5 % goal).** Measured 9.8 % with 1,400-window epochs (1.4 s of compute each): ~75 % of the",
     "  wait is each epoch's first batch (new streaming-split execution + local-shuffle buffer fill, ~0.1 s);",
     "  without it the wait is 2.7 % vs 2.4 % for the in-memory loader. The cost is per epoch, so it falls",
@@ -151,7 +153,7 @@ def _trial_overhead_rows(r: dict[str, Any]) -> dict[str, Any]:
                     "of 3 repeats shown as median (min–max))", "rows": rows}
 
 
-def _run_one(name: str, kwargs: dict[str, Any], quick: bool, meta: dict[str, Any]) -> dict[str, Any] | None:
+def _run_one(name: str, kwargs: dict[str, Any], quick: bool, meta: dict[str, Any], out: Path) -> dict[str, Any] | None:
     try:
         module = importlib.import_module(f"benchmarks.{name}")
     except ModuleNotFoundError as e:
@@ -160,7 +162,9 @@ def _run_one(name: str, kwargs: dict[str, Any], quick: bool, meta: dict[str, Any
             return None
         raise
     if quick:
-        kwargs = {**kwargs, "quick": True} if "quick" in module.run.__code__.co_varnames else {**kwargs, "repeats": 1}
+        params = module.run.__code__.co_varnames[:module.run.__code__.co_argcount]
+        kwargs = {**kwargs, **({"quick": True} if "quick" in params else {}), **({"repeats": 1} if "repeats" in params
+                                                                                   else {})}
     print(f"running {name} ...", flush=True)
     start = time.perf_counter()
     try:
@@ -170,7 +174,7 @@ def _run_one(name: str, kwargs: dict[str, Any], quick: bool, meta: dict[str, Any
         result = {"name": name, "error": f"{type(e).__name__}: {e}"}
     result = {**result, **meta, "wall_s": time.perf_counter() - start}
     print(f"{name}: {result['wall_s']:.0f} s", flush=True)
-    (RESULTS / f"{result['name']}.json").write_text(json.dumps(result, indent=2, default=str))
+    (out / f"{result['name']}.json").write_text(json.dumps(result, indent=2, default=str))
     return result
 
 
@@ -184,7 +188,8 @@ def write_results_md() -> str:
     lines = ["# Benchmark results", "",
              "Written by `make bench` (`python -m benchmarks`); the notes at the end are kept in "
              "`benchmarks/__main__.py`.", "",
-             f"Machine: {head.get('machine')}.  ", f"Versions: {head.get('versions')}.", "",
+             f"Machine: {head.get('machine')}.  ",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in head.get("versions", {}).items()) + ".", "",
              "Each figure is the median of its repeats (min–max); the baseline is the plainest way to do the same "
              "work, measured in the same run; ratio = neuroray ÷ baseline.", ""]
     for r in results:
@@ -201,7 +206,8 @@ def write_results_md() -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
-    p.add_argument("--quick", action="store_true", help="tiny sizes, to check the code runs (figures meaningless)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, to check the code runs (figures meaningless); "
+                   "writes results/quick/*.json and leaves RESULTS.md alone")
     args = p.parse_args(argv)
     names = list(BENCHMARKS) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -209,13 +215,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --only {','.join(unknown)}: unknown; allowed: {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
     os.environ.pop("RAY_ADDRESS", None)  # every benchmark starts its own embedded Ray
-    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "quick" if args.quick else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
     meta = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "machine": _machine(),
             "versions": _versions()}
     start = time.perf_counter()
-    for name in names:
-        _run_one(name, dict(BENCHMARKS[name]), args.quick, meta)
-    print(write_results_md())
+    results = [_run_one(name, dict(BENCHMARKS[name]), args.quick, meta, out) for name in names]
+    if args.quick:
+        for r in (r for r in results if r is not None):
+            print("\n".join(render(_trial_overhead_rows(r)) if "error" not in r else [f"{r['name']}: {r['error']}"]))
+    else:
+        print(write_results_md())
     print(f"\nall benchmarks: {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 

@@ -185,7 +185,8 @@ def run(loaded: LoadedExperiment, storage: str | Path = "runs", address: str | N
     metric, mode = loaded.metric
     grid = run_experiment(loaded, shard_set, storage, embedded=conn.embedded, verbose=verbose, resume=resume,
                           storage_uri=remote)
-    if _unfinished(grid, len(loaded.cells()) * loaded.model.search.num_samples):  # Ctrl-C / SIGTERM: Tune saved its state; the report waits for the full run
+    # Ctrl-C / SIGTERM: Tune saved its state; the report waits for the full run
+    if _unfinished(grid, len(loaded.cells()) * loaded.model.search.num_samples):
         raise KeyboardInterrupt
     trials, history = report.trial_rows(grid, metric, mode), report.trial_histories(grid)
     arms = report.write_reports(run_dir, trials, loaded.name, metric, mode, loaded.arms,

@@ -46,7 +46,7 @@ def main(experiment: str, storage: str) -> None:
     thread = threading.Thread(target=fit, daemon=True)
     thread.start()
     victim, victim_trial, epochs_at_loss = None, None, 0
-    deadline = time.time() + 600
+    deadline = time.time() + 240
     while victim is None and time.time() < deadline and thread.is_alive():
         for trial, df in _progress(run_dir).items():
             if len(df) >= 2:  # two epochs done and checkpointed: lose its node now
@@ -58,7 +58,7 @@ def main(experiment: str, storage: str) -> None:
     nodes_used = {df["node_id"].iloc[0] for df in _progress(run_dir).values()}
     if victim is not None:
         cluster.remove_node(victim, allow_graceful=False)
-    thread.join(timeout=900)
+    thread.join(timeout=300)
     progress = {t: [[int(r.training_iteration), int(r.phase_epoch), str(r.node_id)] for r in df.itertuples()]
                 for t, df in _progress(run_dir).items()}
     summary = outcome.get("summary")

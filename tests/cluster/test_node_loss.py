@@ -27,7 +27,10 @@ def test_lost_node_restarts_its_trial_from_the_last_checkpoint(small_eeg: Path, 
                     "hparams": {"encoder": "shallow"}}],
         "matrix": {"seed": [0, 1]},
         "metric": {"name": "val/nrmse", "mode": "min"},
-        "resources": {"workers": 1, "cpus_per_worker": 1, "max_failures": 2, "max_concurrent_trials": 2},
+        # Trials only on the two worker nodes (trial_slot): the head's CPU stays free for Ray Data's read
+        # tasks. Without it the restarted trial took the head's CPU and both trials starved for data.
+        "resources": {"workers": 1, "cpus_per_worker": 1, "max_failures": 2, "max_concurrent_trials": 2,
+                      "driver_resources": {"trial_slot": 1}},
     }
     path = tmp_path / "node_loss.yaml"
     path.write_text(yaml.safe_dump(exp))
@@ -38,7 +41,11 @@ def test_lost_node_restarts_its_trial_from_the_last_checkpoint(small_eeg: Path, 
     env.pop("RAY_ADDRESS", None)
     try:
         proc = subprocess.run([sys.executable, str(Path(__file__).with_name("node_loss_driver.py")), str(path),
-                               str(tmp_path / "runs")], env=env, capture_output=True, text=True, timeout=1200)
+                               str(tmp_path / "runs")], env=env, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as e:  # fail with the driver's output rather than pytest-timeout's stack
+        tail = (e.stderr or b"")[-4000:]
+        pytest.fail(f"node-loss driver still running after 600 s; its stderr ends:\n"
+                    f"{tail.decode(errors='replace') if isinstance(tail, bytes) else tail}")
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import render, row
+from benchmarks.common import render
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -30,7 +30,7 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
     "data_wait": {},
     "prepare_scaling": {},
     "orchestration": {},
-    "trial_overhead": {"actor_trials": 4},  # 6 in the first measurement; 4 keeps `make bench` under 10 min
+    "trial_overhead": {"actor_trials": 4},
     "inference": {},
     "gpu_training": {},
 }
@@ -126,33 +126,6 @@ def _versions() -> dict[str, str]:
             "lightning": lightning.__version__, "optuna": optuna.__version__, "pyarrow": pyarrow.__version__}
 
 
-def _trial_overhead_rows(r: dict[str, Any]) -> dict[str, Any]:
-    """trial_overhead.py (2b) reports {median_s, min_s, max_s}; show it in the common table."""
-    if "rows" in r or "plain_lightning" not in r:
-        return r
-
-    def xs(k: str) -> list[float]:
-        return [r[k]["min_s"], r[k]["median_s"], r[k]["max_s"]]
-
-    plain = xs("plain_lightning")
-    goals = r.get("goals", {})
-    rows = [
-        row("actor engine (reused trial actor): per trial", xs("neuroray_actor_per_trial"), "s", plain,
-            r["actor_ratio"]),
-        row("actor engine: overhead per trial (median − plain median)", [r["actor_overhead_s"]], "s",
-            goal=f"≤ {goals.get('actor_overhead_s', 1.0)} s",
-            met=r["actor_overhead_s"] <= goals.get("actor_overhead_s", 1.0)),
-        row("TorchTrainer engine (Train V2): per trial", xs("neuroray_torchtrainer_per_trial"), "s", plain,
-            r["torchtrainer_ratio"]),
-        row("TorchTrainer engine: overhead per trial (median − plain median)", [r["torchtrainer_overhead_s"]], "s",
-            goal=f"≤ {goals.get('torchtrainer_overhead_s', 15.0)} s",
-            met=r["torchtrainer_overhead_s"] <= goals.get("torchtrainer_overhead_s", 15.0)),
-    ]
-    return {**r, "title": "Trial overhead: one tiny fit per trial, both engines (issue 9 item 2b)",
-            "what": f"{r.get('what', '')}; baseline: plain Lightning in-process over the same Parquet (min/median/max "
-                    "of 3 repeats shown as median (min–max))", "rows": rows}
-
-
 def _run_one(name: str, kwargs: dict[str, Any], quick: bool, meta: dict[str, Any], out: Path) -> dict[str, Any] | None:
     try:
         module = importlib.import_module(f"benchmarks.{name}")
@@ -184,7 +157,7 @@ def write_results_md() -> str:
         path = RESULTS / f"{name}.json"
         if path.is_file():
             results.append(json.loads(path.read_text()))
-    head = results[0] if results else {"machine": _machine(), "versions": {}, "date": ""}
+    head: dict[str, Any] = results[0] if results else {"machine": _machine(), "versions": {}, "date": ""}
     lines = ["# Benchmark results", "",
              "Written by `make bench` (`python -m benchmarks`); the notes at the end are kept in "
              "`benchmarks/__main__.py`.", "",
@@ -193,8 +166,7 @@ def write_results_md() -> str:
              "Each figure is the median of its repeats (min–max); the baseline is the plainest way to do the same "
              "work, measured in the same run; ratio = neuroray ÷ baseline.", ""]
     for r in results:
-        section = render(_trial_overhead_rows(r)) if "error" not in r else [f"## {r['name']}", "",
-                                                                            f"Failed: {r['error']}", ""]
+        section = render(r) if "error" not in r else [f"## {r['name']}", "", f"Failed: {r['error']}", ""]
         stamp = f"Measured {r.get('date', '?')} in {r.get('wall_s', 0):.0f} s" + (" (quick mode)" if r.get("quick")
                                                                                    else "") + "."
         lines += [*section[:2], stamp, "", *section[2:]]
@@ -223,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [_run_one(name, dict(BENCHMARKS[name]), args.quick, meta, out) for name in names]
     if args.quick:
         for r in (r for r in results if r is not None):
-            print("\n".join(render(_trial_overhead_rows(r)) if "error" not in r else [f"{r['name']}: {r['error']}"]))
+            print("\n".join(render(r) if "error" not in r else [f"{r['name']}: {r['error']}"]))
     else:
         print(write_results_md())
     print(f"\nall benchmarks: {time.perf_counter() - start:.0f} s", flush=True)

@@ -167,3 +167,18 @@ def run_measured(cmd: list[str], **kwargs: Any) -> tuple[subprocess.CompletedPro
     if thread.is_alive():
         thread.join()
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), wall, sum(seen.values())
+
+
+def tensor_loader(shard_set: Any, split: str, batch_size: int, shuffle: bool, target: str = "y") -> Any:
+    """The plain baselines' loader: a split read once into tensors, batched as the dicts neuroray's modules
+    take (``{"x", target}``). Imports torch here: the orchestration benchmark's driver never needs it."""
+    import torch
+
+    from neuroray.datasets.shards import tensor_column_to_numpy
+
+    t = shard_set.read_split(split, ["x", target])
+    ds = torch.utils.data.TensorDataset(torch.from_numpy(tensor_column_to_numpy(t["x"])),
+                                        torch.from_numpy(t[target].to_numpy()))
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle,
+                                       collate_fn=lambda rows: {"x": torch.stack([r[0] for r in rows]),
+                                                                target: torch.stack([r[1] for r in rows])})

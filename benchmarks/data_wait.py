@@ -19,8 +19,8 @@ import lightning as L
 import ray
 import torch
 
-from benchmarks.common import row, summary
-from neuroray.datasets.shards import ShardSet, open_shard_set, tensor_column_to_numpy
+from benchmarks.common import row, summary, tensor_loader
+from neuroray.datasets.shards import ShardSet, open_shard_set
 from neuroray.datasets.synthetic import write_synthetic_eeg
 from neuroray.platform import ingest, session
 from neuroray.trainables import base as registry
@@ -121,14 +121,6 @@ def in_memory_epochs(shard_set: ShardSet, epochs: int, device: str) -> list[dict
     """The same module and Trainer settings, fed from tensors already in memory."""
     torch.set_num_threads(1)  # as the Train worker (cpus_per_worker: 1)
 
-    def loader(split: str, shuffle: bool) -> torch.utils.data.DataLoader:
-        t = shard_set.read_split(split, ["x", "y"])
-        ds = torch.utils.data.TensorDataset(torch.from_numpy(tensor_column_to_numpy(t["x"])),
-                                            torch.from_numpy(t["y"].to_numpy()))
-        return torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=shuffle,
-                                           collate_fn=lambda rows: {"x": torch.stack([r[0] for r in rows]),
-                                                                    "y": torch.stack([r[1] for r in rows])})
-
     L.seed_everything(0, verbose=False)
     module = registry.build("eeg_regressor", shard_set.spec, HPARAMS, target="y")
     stats = shard_set.manifest.get("target_stats", {}).get("y")
@@ -138,7 +130,7 @@ def in_memory_epochs(shard_set: ShardSet, epochs: int, device: str) -> list[dict
     trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, devices=1, callbacks=[timer],
                         accelerator="gpu" if device == "cuda" else "cpu")
-    trainer.fit(module, loader("train", True), loader("val", False))
+    trainer.fit(module, tensor_loader(shard_set, "train", BATCH, True), tensor_loader(shard_set, "val", BATCH, False))
     return timer.epochs
 
 

@@ -28,7 +28,8 @@ import torch
 from benchmarks.common import row, summary
 from neuroray.datasets.shards import ShardSet, open_shard_set, tensor_column_to_numpy
 from neuroray.datasets.synthetic import write_synthetic_eeg
-from neuroray.datasets.volumes.prepare import VolumePrepareConfig, write_synthetic_volumes
+from neuroray.datasets.volumes.prepare import VolumePrepareConfig
+from neuroray.datasets.volumes.synthetic import write_synthetic_volumes
 from neuroray.platform import ingest, session
 from neuroray.platform.train import Batches
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import row, run_measured, summary
+from benchmarks.common import row, run_measured, summary, tensor_loader
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_RATIO, GOAL_OVERHEAD_S = 1.3, 2.0
@@ -97,20 +97,12 @@ def plain_study(shards: Path, trials: int) -> float:
     import optuna
     import torch
 
-    from neuroray.datasets.shards import open_shard_set, tensor_column_to_numpy
+    from neuroray.datasets.shards import open_shard_set
     from neuroray.trainables import base
 
     s = open_shard_set(shards, verify="none")
 
-    def loader(split: str, shuffle: bool) -> torch.utils.data.DataLoader:
-        t = s.read_split(split, ["x", "y"])
-        ds = torch.utils.data.TensorDataset(torch.from_numpy(tensor_column_to_numpy(t["x"])),
-                                            torch.from_numpy(t["y"].to_numpy()))
-        return torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=shuffle,
-                                           collate_fn=lambda rows: {"x": torch.stack([r[0] for r in rows]),
-                                                                    "y": torch.stack([r[1] for r in rows])})
-
-    train, val = loader("train", True), loader("val", False)
+    train, val = tensor_loader(s, "train", BATCH, True), tensor_loader(s, "val", BATCH, False)
     stats = s.manifest.get("target_stats", {}).get("y")
     torch.set_num_threads(1)  # as a neuroray trial (cpus_per_worker: 1)
 

@@ -264,7 +264,13 @@ def _bench_model(args: argparse.Namespace) -> int:
         from neuroray.datasets.shards import atomic_write
 
         text = json.dumps(result, indent=2)
-        atomic_write(Path(args.json), lambda p: p.write_text(text))
+        path = Path(args.json)
+        try:  # a missing parent folder is made, as --out folders are elsewhere
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda p: p.write_text(text))
+        except OSError as e:
+            raise NeurorayError(f"--json {path}: cannot write there ({e.strerror or e}); choose a path in a "
+                                "folder you can write") from None
     return 0
 
 

@@ -1,5 +1,6 @@
 """The demo experiment end to end in --smoke mode, on the session's Ray: learns, reports, exports."""
 
+import json
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,8 +32,13 @@ def test_report_dashboards_and_checkpoints(smoke_run: Path) -> None:
     assert "| shallow |" in report and "| conv |" in report and "delta_vs_shallow" in report
     assert list((smoke_run / "tensorboard").rglob("events.out.tfevents.*"))
     assert list((smoke_run / "wandb").glob("offline-run-*"))
-    for ckpt in pd.read_csv(smoke_run / "results.csv")["checkpoint"]:
-        assert (Path(ckpt) / "model.pt").is_file() and (Path(ckpt) / "meta.json").is_file()
+    for _, row in pd.read_csv(smoke_run / "results.csv").iterrows():
+        ckpt = Path(row["checkpoint"])
+        assert (ckpt / "model.pt").is_file() and (ckpt / "meta.json").is_file()
+        # Every epoch is checkpointed; the row's checkpoint (what export ships) is the best epoch's.
+        metrics = json.loads((ckpt / "meta.json").read_text())["metrics"]
+        assert metrics["phase_epoch"] == row["best_epoch"]
+        assert metrics["val/nrmse"] == pytest.approx(row["val/nrmse"])
     assert (smoke_run / "tuner.pkl").is_file()  # Tune's restorable experiment state
 
 

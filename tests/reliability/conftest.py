@@ -6,7 +6,10 @@
 - test_bad_runs.py         `run`: YAML syntax error, !!python tags, unknown key/trainable, wrong type, bounds
                            low > high, loguniform ≤ 0, unknown distribution, `from:` a missing phase, storage not
                            writable; corrupt/cut/missing shard, manifest checksum or JSON wrong, no shard set,
-                           shard set prepared unlike data.prepare, target column missing
+                           shard set prepared unlike data.prepare, target column missing, val split empty,
+                           int step < 1 or fractional, driver_resources naming cpu/gpu/memory (run and validate)
+- test_bad_models.py       `bench-model`/`predict`: corrupt or non-object model_card.json beside the model,
+                           `--json` into a missing folder (made) or one that cannot be made
 - test_interrupted_prepare.py  SIGINT then SIGTERM during a real prepare process, --resume == uninterrupted
 - test_run_safety.py       a real run with fake credentials whose trial actor is killed: error row, secret scan,
                            export of a trial without checkpoint, pickled checkpoint, dashboard on 127.0.0.1, job

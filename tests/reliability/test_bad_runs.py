@@ -67,6 +67,16 @@ CONFIGS = [  # (id, edit of the base experiment, fragments of the error line)
      ["phases.fit.epochs: Input should be a valid integer"]),
     ("unknown-distribution", lambda r: r["search"]["space"].update(lr="lognormal(1, 2)"),
      ["search.space.lr: unknown distribution 'lognormal'; allowed: "]),
+    # optuna refuses a step <= 0 with a ValueError; 2.5 used to be truncated to 2 without a word
+    ("int-step-zero", lambda r: r["search"]["space"].update(n_filters="int(8, 32, 0)"),
+     ["search.space.n_filters: the step of int(low, high, step) must be a whole number >= 1; got 0"]),
+    ("int-step-negative", lambda r: r["search"]["space"].update(n_filters="int(8, 32, -4)"),
+     ["search.space.n_filters: the step of int(low, high, step) must be a whole number >= 1; got -4"]),
+    ("int-step-fraction", lambda r: r["search"]["space"].update(n_filters="int(8, 32, 2.5)"),
+     ["search.space.n_filters: the step of int(low, high, step) must be a whole number >= 1; got 2.5"]),
+    # Ray's own resource names there would double-book the trial; refused by the schema, before Ray starts
+    ("driver-resources-cpu", lambda r: r.update(resources={"driver_resources": {"cpu": 1, "trial_driver": 1}}),
+     ["resources.driver_resources: cpu is not a custom resource; set cpus_per_worker / gpus_per_worker instead"]),
 ]
 
 
@@ -76,6 +86,15 @@ def test_bad_experiment_file(edit: Callable[[dict[str, Any]], object], fragments
     path = _write(tmp_path, _experiment(small_eeg, edit))
     storage = tmp_path / "runs"
     expect_exit2(["run", str(path), "--storage", str(storage)], f"{path}", *fragments, untouched=[storage])
+
+
+@pytest.mark.parametrize(("edit", "fragments"), [c[1:] for c in CONFIGS if c[0].startswith(("int-step", "driver"))],
+                         ids=[c[0] for c in CONFIGS if c[0].startswith(("int-step", "driver"))])
+def test_validate_refuses_them_too(edit: Callable[[dict[str, Any]], object], fragments: list[str], small_eeg: Path,
+                                   tmp_path: Path, expect_exit2: Callable[..., str]) -> None:
+    """`neuroray validate` reports what `run` would fail on later (these once got past it)."""
+    path = _write(tmp_path, _experiment(small_eeg, edit))
+    expect_exit2(["validate", str(path)], f"{path}", *fragments)
 
 
 def test_yaml_syntax_error(tmp_path: Path, expect_exit2: Callable[..., str]) -> None:
@@ -183,6 +202,22 @@ def test_shard_spec_differs_from_the_experiment(shards: Path, ray_session: None,
     _run_on(shards, tmp_path, expect_exit2, f"data.shards: {shards.resolve()} was prepared differently from "
             "data.prepare: n_chans 8 (data.prepare: 20); n_times 100 (data.prepare: 200)", "Delete that folder",
             edit=lambda r: r["data"].update(prepare=prepare))
+
+
+def test_shard_set_with_an_empty_val_split(ray_session: None, tmp_path: Path,
+                                           expect_exit2: Callable[..., str]) -> None:
+    """One ECoG session (the real sample in tests/data/lfp): prepare puts every row in train, val is empty.
+    Refused when the shard set is opened, not by Ray Data's "Must provide at least one path" mid-run."""
+    shards = tmp_path / "ecog"
+    assert main(["prepare", "spectrograms", "--lfp", str(Path(__file__).parents[1] / "data" / "lfp"),
+                 "--out", str(shards), "--n-trials", "2", "--nperseg", "250", "--fmax", "120"]) == 0
+    assert json.loads((shards / "manifest.json").read_text())["rows"] == {"train": 5, "val": 0, "test": 0}
+
+    def spectrogram_phase(r: dict[str, Any]) -> None:
+        r["phases"][0].update(trainable="spectrogram_cnn", target="label")
+
+    _run_on(shards, tmp_path, expect_exit2, f"data.shards: {shards.resolve()} has no rows in val;",
+            "training needs rows in both train and val", "more subjects/sessions", edit=spectrogram_phase)
 
 
 def test_target_column_not_in_the_shards(shards: Path, ray_session: None, tmp_path: Path,

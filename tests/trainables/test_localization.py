@@ -7,6 +7,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from train_step import step_changes
 
 from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
@@ -38,13 +39,7 @@ def test_tiny_input_step_is_finite() -> None:
     module = _build(position_scale=2.0)
     batch = {"x": torch.randn(4, *TINY.shape), "pos_x": torch.tensor([0.1, 0.5, float("nan"), 0.9]),
              "pos_y": torch.tensor([0.2, 0.3, 0.4, 0.8])}
-    opt = module.configure_optimizers()
-    before = [p.detach().clone() for p in module.parameters()]
-    loss = module.training_step(batch, 0)
-    assert torch.isfinite(loss)
-    loss.backward()
-    opt.step()
-    assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+    assert any(step_changes(module, batch))
     module.eval()
     assert module(batch["x"]).shape == (4, 4)
     assert module(batch["x"][:1]).shape == (1, 4)

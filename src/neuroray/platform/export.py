@@ -168,11 +168,11 @@ def export_model(checkpoint: str | Path, shard_set: ShardSet, out_dir: Path, pre
             loss = relative_loss(before.value, after.value, before.mode)
             quant = {"precision": precision, "method": QUANT_METHOD[precision], **details, "metric": before.metric,
                      "mode": before.mode, "before_fp32": before.value, "after": after.value, "relative_loss": loss,
-                     "max_loss": max_loss, "accepted_over_limit": bool(loss > max_loss),
+                     "max_loss": max_loss, "accepted_over_limit": bool(not loss <= max_loss),
                      "max_abs_diff_vs_torch": parity(module, qpath, x), "validation_windows": after.n_windows,
                      "calibration_split": "train" if calib is not None else None,
                      "bytes": {"fp32": fp32.stat().st_size, precision: qpath.stat().st_size}}
-            if loss > max_loss and not accept_loss:
+            if not loss <= max_loss and not accept_loss:  # NaN (e.g. fp16 overflow to inf) is refused too
                 raise NeurorayError(
                     f"{precision}: {before.metric} {before.value:.4f} → {after.value:.4f} on the validation split is "
                     f"{loss * 100:+.2f} % relative, over the {max_loss * 100:g} % limit; nothing written. Pass "

@@ -29,6 +29,18 @@ from neuroray.errors import NeurorayError
 CARD = "model_card.json"
 
 
+def _read_card(path: Path) -> dict[str, Any]:
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NeurorayError(f"{path}: not valid JSON ({getattr(e, 'msg', e)}); the model card is corrupt. "
+                            "Export the model again (or delete the card to skip its checks)") from None
+    if not isinstance(card, dict):
+        raise NeurorayError(f"{path}: a model card is a JSON object; got {type(card).__name__}. "
+                            "Export the model again (or delete the card to skip its checks)")
+    return card
+
+
 class OnnxModel:
     """An onnxruntime CPU session on ``path`` plus the model card written beside it (if any)."""
 
@@ -54,7 +66,7 @@ class OnnxModel:
         self.sample_shape: tuple[int, ...] | None = (
             tuple(int(d) for d in dims) if all(isinstance(d, int) for d in dims) else None)
         card = self.path.parent / CARD
-        self.card: dict[str, Any] | None = json.loads(card.read_text()) if card.is_file() else None
+        self.card: dict[str, Any] | None = _read_card(card) if card.is_file() else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out: np.ndarray = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
@@ -92,7 +104,7 @@ def iter_split(shard_set: ShardSet, split: str, columns: Sequence[str] | None = 
 
 def sample_windows(shard_set: ShardSet, split: str, n: int, batch_size: int = 256) -> np.ndarray:
     """About ``n`` windows spread evenly over ``split`` (every k-th row), read in bounded memory."""
-    stride = max(1, shard_set.rows(split) // max(n, 1))
+    stride = max(1, -(-shard_set.rows(split) // max(n, 1)))  # ceil: the kept rows reach the split's end
     keep: list[np.ndarray] = []
     seen = 0
     for x, _ in iter_split(shard_set, split, ["x"], batch_size):

@@ -8,6 +8,7 @@ At the end of `neuroray run` ``write_reports`` persists everything a report need
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,8 @@ from neuroray.datasets.shards import atomic_write
 from neuroray.errors import NeurorayError
 from neuroray.platform import report_build
 from neuroray.platform.report_build import Source, markdown_table, resolve_baseline
-from neuroray.platform.report_stats import arm_stats, best_per_cell
 
-__all__ = ["RUN_INFO", "HISTORY", "trial_rows", "trial_histories", "best_trial", "arm_table", "markdown_table",
+__all__ = ["RUN_INFO", "HISTORY", "trial_rows", "trial_histories", "best_trial", "markdown_table",
            "write_reports", "load_run", "load_history", "rebuild"]
 
 RUN_INFO = "run.json"
@@ -31,13 +31,22 @@ HISTORY_KEYS = ["trial_id", "arm", "seed", "training_iteration", "phase", "phase
 _METRIC_PREFIXES = ("val/", "train/", "test/")
 
 
-def _checkpoint_path(result: tune.Result, history: pd.DataFrame) -> str | None:
+def _checkpoint_path(result: tune.Result, history: pd.DataFrame, metric: str, mode: str) -> str | None:
+    """The trial's checkpoint at its best epoch by the experiment's metric (what export ships), else its
+    latest. Every epoch is checkpointed; Tune/Train keep the best and the latest (``num_to_keep=1``)."""
     if result.checkpoint is not None:
         from neuroray.platform.storage import checkpoint_uri  # s3://… when --storage is a URI
 
-        return checkpoint_uri(result.checkpoint)
-    if "checkpoint_path" in history and history["checkpoint_path"].notna().any():
-        return str(history["checkpoint_path"].dropna().iloc[-1])  # TorchTrainer engine
+        scored = [(float(m[metric]), c) for c, m in (result.best_checkpoints or [])
+                  if isinstance(m.get(metric), int | float) and math.isfinite(m[metric])]
+        best = (min if mode == "min" else max)(scored, key=lambda sc: sc[0])[1] if scored else result.checkpoint
+        return checkpoint_uri(best)
+    if "checkpoint_path" in history and history["checkpoint_path"].notna().any():  # TorchTrainer engine
+        saved = history[history["checkpoint_path"].notna()]
+        if metric in saved and saved[metric].notna().any():
+            at = saved[metric].idxmin() if mode == "min" else saved[metric].idxmax()
+            return str(saved.loc[at, "checkpoint_path"])
+        return str(saved["checkpoint_path"].iloc[-1])
     return None
 
 
@@ -70,7 +79,7 @@ def trial_rows(grid: tune.ResultGrid, metric: str, mode: str) -> pd.DataFrame:
                 if col.startswith(_METRIC_PREFIXES):
                     row[col] = float(best[col])
             row["best_epoch"] = int(best["training_iteration"])
-        row["checkpoint"] = _checkpoint_path(result, history)
+        row["checkpoint"] = _checkpoint_path(result, history, metric, mode)
         row["error"] = str(result.error).splitlines()[0][:300] if result.error else ""
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -105,13 +114,6 @@ def best_trial(df: pd.DataFrame, metric: str, mode: str) -> pd.Series | None:
     if ok.empty:
         return None
     return ok.loc[ok[metric].idxmin() if mode == "min" else ok[metric].idxmax()]
-
-
-def arm_table(df: pd.DataFrame, metric: str, mode: str, arms: list[str], baseline: str | None = None) -> pd.DataFrame:
-    """Per arm, the monitored metric over seeds (best trial per cell): mean, std, 95 % CI, Δ and paired p."""
-    base = resolve_baseline(baseline, arms)
-    stats = arm_stats(best_per_cell(df, metric, mode), arms, base, [metric])
-    return report_build.summary_table(stats, df, metric, arms, base)
 
 
 def write_reports(run_dir: Path, df: pd.DataFrame, name: str, metric: str, mode: str,

@@ -14,7 +14,7 @@ from neuroray.datasets.eeg.prepare import make_config
 from neuroray.datasets.eeg.synthetic_hbn import write_synthetic_hbn
 from neuroray.datasets.shards import ShardSet, atomic_write, open_shard_set
 from neuroray.datasets.synthetic import write_synthetic_eeg
-from neuroray.errors import ConfigError, NeurorayError
+from neuroray.errors import ConfigError, NeurorayError, ShardSetError
 from neuroray.platform import report, session
 from neuroray.platform import storage as storage_mod
 from neuroray.platform.prepare import prepare_eeg, print_result
@@ -94,6 +94,12 @@ def ensure_shards(loaded: LoadedExperiment, address: str | None = None) -> Shard
     shard_set = open_shard_set(root, verify=data.verify)
     if data.prepare is not None:
         _check_prepared_as_asked(data.prepare, shard_set)
+    # A prepare with fewer than 3 subjects/sessions may leave val (or test) empty; Ray Data would then
+    # fail deep inside read_parquet with "Must provide at least one path".
+    empty = [split for split in ("train", "val") if shard_set.rows(split) == 0 or not shard_set.files(split)]
+    if empty:
+        raise ShardSetError(f"data.shards: {shard_set.root} has no rows in {' and '.join(empty)}; training needs "
+                            "rows in both train and val. Prepare it from more subjects/sessions")
     for phase in loaded.model.phases:
         want = registry.get(phase.trainable).modality
         if want != shard_set.manifest["modality"]:

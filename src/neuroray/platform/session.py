@@ -13,6 +13,11 @@ import ray
 log = logging.getLogger(__name__)
 
 # Safe, offline defaults; the user's environment wins.
+# Train V2's controller collects worker reports (and starts/ends the worker group) on this poll, 2 s by default:
+# a 3-epoch TorchTrainer trial of a small EEG model took 45 s with it and 29 s at 0.25 s
+# (benchmarks/trial_overhead.py). Also passed to jobs by `neuroray submit`.
+TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
+
 DEFAULT_ENV = {
     "WANDB_MODE": "offline",
     "WANDB_SILENT": "true",
@@ -23,6 +28,7 @@ DEFAULT_ENV = {
     # Tune snapshots its state whenever a trial checkpoints more often than num_to_keep (every epoch here,
     # so that --resume and restarts lose nothing); that is intended, not a warning.
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    **TRAIN_ENV,
 }
 
 

@@ -9,12 +9,14 @@ Exit status: 0 when the job SUCCEEDED, 1 when it FAILED or was STOPPED, 2 on bad
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from neuroray.errors import NeurorayError
+from neuroray.platform.session import TRAIN_ENV
 from neuroray.platform.storage import is_uri
 
 if TYPE_CHECKING:
@@ -51,7 +53,8 @@ def entrypoint(experiment: Path, root: Path, storage: str | None, smoke: bool, o
 
 
 def runtime_env(root: Path) -> dict[str, object]:
-    env: dict[str, object] = {"working_dir": str(root), "excludes": EXCLUDES}
+    env: dict[str, object] = {"working_dir": str(root), "excludes": EXCLUDES,
+                              "env_vars": {k: os.environ.get(k, v) for k, v in TRAIN_ENV.items()}}
     package = root / "src" / "neuroray"
     if (package / "__init__.py").is_file():  # a neuroray checkout: the job imports this code, not the node's
         env["py_modules"] = [str(package)]

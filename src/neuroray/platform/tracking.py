@@ -26,8 +26,10 @@ class WandbRuns:
     """Ray actor: one W&B run per trial, all in this process. Calls from the driver run in submission
     order, so a trial's results reach its run in order and ``finish`` comes after its last result."""
 
-    def __init__(self) -> None:
+    def __init__(self, api_key: str | None = None) -> None:
         os.environ["WANDB_START_METHOD"] = "thread"  # already a separate process: no fork
+        if api_key:  # an argument, not runtime_env: a runtime_env shows in Ray's dashboard and State API
+            os.environ[WANDB_ENV_VAR] = api_key
         import wandb
 
         self._wandb = wandb
@@ -56,6 +58,9 @@ class WandbRuns:
         keys = list(self._runs)
         for key in keys:
             self.finish(key, exit_code)
+        # Close wandb-core now: the actor is killed next, and wandb's own atexit teardown would then find its
+        # connection gone and print a traceback.
+        self._wandb.teardown()
         return len(keys)
 
 
@@ -71,10 +76,9 @@ class ArmTaggedWandb(WandbLoggerCallback):
 
     def _actor(self) -> Any:
         if self._runs_actor is None:
-            env = {WANDB_ENV_VAR: os.environ[WANDB_ENV_VAR]} if WANDB_ENV_VAR in os.environ else {}
             here: dict[str, Any] = dict(_force_on_current_node())  # type: ignore[arg-type]
-            self._runs_actor = ray.remote(WandbRuns).options(
-                num_cpus=0, runtime_env={"env_vars": env}, **here).remote()
+            self._runs_actor = ray.remote(WandbRuns).options(num_cpus=0, **here).remote(
+                os.environ.get(WANDB_ENV_VAR))
         return self._runs_actor
 
     def _start_logging_actor(self, trial: Any, exclude_results: list[str], **wandb_init_kwargs: Any) -> None:

@@ -9,11 +9,11 @@ or GPUs. The two engines differ only in how the loop gets its dataset shards and
 from __future__ import annotations
 
 import json
-import math
 import os
 import pickle
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,20 +34,65 @@ CKPT_LIGHTNING = "lightning.ckpt"  # optimizer + loop state: a restarted trial c
 
 
 class Batches:
-    """Re-iterable torch batches from a Ray DataIterator; a new local-shuffle seed every epoch."""
+    """Re-iterable torch batches from a Ray DataIterator; a new local-shuffle seed every epoch.
 
-    def __init__(self, get_shard: ShardFn, split: str, batch_size: int, shuffle: bool, seed: int) -> None:
+    Each epoch of a Ray dataset shard is a new streaming execution, and its first batch waits for that
+    start-up (plus the local-shuffle buffer). With ``epochs`` known, the next epoch is opened, and its first
+    batch fetched, in a background thread as soon as this epoch's batches run out, so the start-up overlaps
+    validation instead of stalling the next training step (benchmarks/data_wait.py).
+    """
+
+    def __init__(self, get_shard: ShardFn, split: str, batch_size: int, shuffle: bool, seed: int,
+                 epochs: int | None = None) -> None:
         self.get_shard, self.split, self.batch_size = get_shard, split, batch_size
-        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.shuffle, self.seed, self.epoch, self.epochs = shuffle, seed, 0, epochs
+        self._ahead: _Ahead | None = None
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        shard = self.get_shard(self.split)
+    def _open(self) -> tuple[Any, Iterator[dict[str, torch.Tensor]]]:
         kwargs: dict[str, Any] = {}
         if self.shuffle:
             kwargs = {"local_shuffle_buffer_size": 4 * self.batch_size,
                       "local_shuffle_seed": self.seed * 10_007 + self.epoch}
         self.epoch += 1
-        yield from shard.iter_torch_batches(batch_size=self.batch_size, drop_last=False, **kwargs)
+        batches = iter(self.get_shard(self.split).iter_torch_batches(batch_size=self.batch_size, drop_last=False,
+                                                                     **kwargs))
+        return next(batches, _END), batches
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        ahead, self._ahead = self._ahead, None
+        first, batches = ahead.result() if ahead is not None else self._open()
+        if first is _END:
+            return
+        yield first
+        yield from batches
+        if self.epochs is not None and self.epoch < self.epochs:
+            self._ahead = _Ahead(self._open)
+
+
+_END = object()
+
+
+class _Ahead:
+    """``fn()`` in a daemon thread (a trial stopped mid-epoch must not wait for it); ``result()`` joins it and
+    re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._out: list[Any] = []
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True, name="neuroray-next-epoch")
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self._out.append((True, fn()))
+        except BaseException as e:  # handed to the consumer, raised there
+            self._out.append((False, e))
+
+    def result(self) -> Any:
+        self._thread.join()
+        ok, value = self._out[0]
+        if not ok:
+            raise value
+        return value
 
 
 def save_checkpoint(folder: Path, module: registry.Task, phase: dict[str, Any], spec: dict[str, Any],
@@ -110,19 +155,15 @@ class EpochReporter(L.Callback):
     """
 
     def __init__(self, report: ReportFn, phase: dict[str, Any], spec: dict[str, Any], final: bool,
-                 monitor: str, mode: str, is_rank0: bool) -> None:
+                 is_rank0: bool) -> None:
         self.report, self.phase, self.spec, self.final = report, phase, spec, final
-        self.monitor, self.mode, self.is_rank0 = monitor, mode, is_rank0
-        self.best = math.inf if mode == "min" else -math.inf
+        self.is_rank0 = is_rank0
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if not self.final:
             return
         metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics.update(phase=self.phase["name"], phase_epoch=trainer.current_epoch + 1)
-        value = metrics.get(self.monitor, math.nan)
-        if not math.isnan(value) and (value < self.best if self.mode == "min" else value > self.best):
-            self.best = value
         with tempfile.TemporaryDirectory(prefix="neuroray-ckpt-") as tmp:
             trainer.save_checkpoint(Path(tmp) / CKPT_LIGHTNING, weights_only=False)  # all ranks (DDP collective)
             if not self.is_rank0:
@@ -130,12 +171,6 @@ class EpochReporter(L.Callback):
                 return
             save_checkpoint(Path(tmp), module, self.phase, self.spec, metrics)  # type: ignore[arg-type]
             self.report(metrics, tmp)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best = float(state.get("best", self.best))
 
 
 def run_phases(cfg: dict[str, Any], get_shard: ShardFn, report: ReportFn,
@@ -170,7 +205,6 @@ def run_phases(cfg: dict[str, Any], get_shard: ShardFn, report: ReportFn,
         stats = cfg.get("target_stats", {}).get(phase.get("target") or "")
         if stats:  # after the carry-over: this phase's own target
             module.set_target_stats(stats["mean"], stats["std"])
-        monitor, mode = (cfg["metric"], cfg["mode"]) if final else (module.monitor, module.mode)
         logger: Any = False
         if cfg.get("tensorboard_dir") and is_rank0:
             from lightning.pytorch.loggers import TensorBoardLogger
@@ -181,13 +215,13 @@ def run_phases(cfg: dict[str, Any], get_shard: ShardFn, report: ReportFn,
             max_epochs=phase["epochs"], logger=logger, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
             log_every_n_steps=1, deterministic=False,
-            callbacks=[EpochReporter(report, phase, cfg["spec"], final, monitor, mode, is_rank0)],
+            callbacks=[EpochReporter(report, phase, cfg["spec"], final, is_rank0)],
             **(lightning_kwargs or {"accelerator": "auto", "devices": 1}),
         )
         if prepare is not None:
             trainer = prepare(trainer)
         bs = int(phase["batch_size"])
-        trainer.fit(module, train_dataloaders=Batches(get_shard, "train", bs, True, cfg["seed"]),
+        trainer.fit(module, train_dataloaders=Batches(get_shard, "train", bs, True, cfg["seed"], phase["epochs"]),
                     val_dataloaders=Batches(get_shard, "val", bs, False, cfg["seed"]),
                     ckpt_path=str(resume) if final and resume is not None else None,
                     weights_only=True)

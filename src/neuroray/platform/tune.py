@@ -127,7 +127,7 @@ def phase_chains(loaded: LoadedExperiment) -> dict[str, list[str]]:
 
 def _scheduler(exp: Experiment) -> TrialScheduler:
     s = exp.scheduler
-    max_t = sum(p.epochs for p in exp.phases)
+    max_t = exp.phases[-1].epochs  # only the final phase reports to Tune (training_iteration counts its epochs)
     if s.type == "asha":
         return ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(s.grace_period, max_t),
                              reduction_factor=s.reduction_factor)
@@ -170,9 +170,7 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
     r = exp.resources
     # driver_resources: custom resources the trial actor also asks for, e.g. {trial_driver: 1} that only
     # on-demand nodes offer (cluster.yaml), so losing a spot node never takes a trial driver with it.
-    if reserved := sorted(k for k in r.driver_resources if k.lower() in ("cpu", "gpu", "memory")):
-        raise ConfigError(f"resources.driver_resources: {', '.join(reserved)} is not a custom resource; "
-                          "set cpus_per_worker / gpus_per_worker instead")
+    # (cpu/gpu/memory there are refused by the schema, before Ray starts.)
     if engine == "actor":
         trainable = tune.with_resources(trainable, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker,
                                                     **r.driver_resources})

@@ -65,9 +65,13 @@ def parse(text: Any, where: str) -> Distribution:
     if len(args) not in (2, 3) or not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
         raise ConfigError(f"{where}: {kind}() takes two numbers (low, high); got {text!r}")
     low, high = args[0], args[1]
-    step = int(args[2]) if len(args) == 3 else None
-    if step is not None and kind != "int":
+    if len(args) == 3 and kind != "int":
         raise ConfigError(f"{where}: only int(low, high, step) takes a step; got {text!r}")
+    # Checked here, not left to optuna: a step of 0 or below is an optuna ValueError, 2.5 would be truncated.
+    if len(args) == 3 and not (float(args[2]).is_integer() and args[2] >= 1):
+        raise ConfigError(f"{where}: the step of int(low, high, step) must be a whole number >= 1; "
+                          f"got {args[2]!r} in {text!r}")
+    step = int(args[2]) if len(args) == 3 else None
     if low > high:
         raise ConfigError(f"{where}: low {low} > high {high} in {text!r}; the lower bound comes first")
     if kind in ("loguniform", "logint") and low <= 0:

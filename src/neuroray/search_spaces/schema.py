@@ -161,6 +161,15 @@ class Resources(Strict):
     # custom Ray resources the trial actor also requests, e.g. {trial_driver: 1} (on-demand nodes only)
     driver_resources: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
 
+    @field_validator("driver_resources")
+    @classmethod
+    def _custom_only(cls, v: dict[str, float]) -> dict[str, float]:
+        # Checked here so `validate` and `run` refuse it before Ray starts; Ray's own names would double-book.
+        if reserved := sorted(k for k in v if k.lower() in ("cpu", "gpu", "memory")):
+            raise ValueError(f"{', '.join(reserved)} is not a custom resource; set cpus_per_worker / "
+                             "gpus_per_worker instead")
+        return v
+
 
 class Smoke(Strict):
     """What ``--smoke`` changes: caps plus any dotted overrides, like an arm."""

@@ -10,26 +10,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from shard_rows import read_rows
 
 from neuroray.cli import main
-from neuroray.datasets.shards import open_shard_set, tensor_column_to_numpy
+from neuroray.datasets.spectrograms.common import InputError
 from neuroray.datasets.spectrograms.iq import IQConfig, prepare_iq
 from neuroray.datasets.spectrograms.lfp import LFPConfig, prepare_lfp
+from neuroray.datasets.spectrograms.lfp_parquet import read_parquet_sessions
 from neuroray.datasets.spectrograms.synthetic import write_synthetic_iq
 from neuroray.datasets.splits import SPLITS
 
 REAL = Path(__file__).resolve().parents[2] / "data" / "lfp"
-
-
-def _split_rows(root: Path) -> dict[str, dict[str, np.ndarray]]:
-    ss = open_shard_set(root)
-    out = {}
-    for split in SPLITS:
-        if ss.rows(split):
-            t = ss.read_split(split)
-            out[split] = {"x": tensor_column_to_numpy(t["x"]),
-                          **{c: t[c].to_numpy(zero_copy_only=False) for c in t.column_names if c != "x"}}
-    return out
 
 
 def _write_trials(path: Path, trials: np.ndarray, order: np.ndarray, fixed: bool = False,
@@ -60,7 +51,7 @@ def test_real_ecog_trace_through_parquet_equals_the_npy_route(tmp_path: Path) ->
     opts = ["--n-trials", "2", "--nperseg", "250", "--fmax", "120"]
     assert main(["prepare", "spectrograms", "--lfp", str(REAL), "--out", str(tmp_path / "npy"), *opts]) == 0
     assert main(["prepare", "spectrograms", "--lfp", str(src), "--out", str(tmp_path / "parquet"), *opts]) == 0
-    a, b = _split_rows(tmp_path / "npy")["train"], _split_rows(tmp_path / "parquet")["train"]
+    a, b = read_rows(tmp_path / "npy")["train"], read_rows(tmp_path / "parquet")["train"]
     np.testing.assert_array_equal(a["x"], b["x"])
     for col in ("session", "animal", "label", "first_trial"):
         assert list(a[col]) == list(b[col]), col
@@ -90,7 +81,7 @@ def test_parquet_file_with_several_sessions_and_fixed_size_lists(tmp_path: Path)
     prepare_lfp(npz, tmp_path / "out-npz", cfg)
     m = prepare_lfp(pqt, tmp_path / "out-pq", cfg)
     assert m["rows"] == {"train": 4, "val": 2, "test": 2} and len(m["sources"]) == 2
-    a, b = _split_rows(tmp_path / "out-npz"), _split_rows(tmp_path / "out-pq")
+    a, b = read_rows(tmp_path / "out-npz"), read_rows(tmp_path / "out-pq")
     for split in SPLITS:  # same rows; the order of sessions inside a split may differ
         ka = sorted(zip(a[split]["session"], a[split]["first_trial"], range(99), strict=False))
         kb = sorted(zip(b[split]["session"], b[split]["first_trial"], range(99), strict=False))
@@ -142,7 +133,7 @@ def test_lfp_stats_come_from_train_animals_only(tmp_path: Path) -> None:
     cfg = LFPConfig(n_trials=2, nperseg=64, fmax=60, baseline="none")
     _lfp_inputs(tmp_path / "in1", {})
     m1 = prepare_lfp(tmp_path / "in1", tmp_path / "out1", cfg)
-    rows = _split_rows(tmp_path / "out1")
+    rows = read_rows(tmp_path / "out1")
     held_out = {str(g) for s in ("val", "test") for g in rows[s]["animal"]}
     _lfp_inputs(tmp_path / "in2", dict.fromkeys(held_out, 100.0))  # val/test animals 100x louder
     m2 = prepare_lfp(tmp_path / "in2", tmp_path / "out2", cfg)
@@ -156,7 +147,7 @@ def test_lfp_stats_come_from_train_animals_only(tmp_path: Path) -> None:
     assert n1["from"] == "train" and n1["applied"] is False and len(n1["freq_mean"]) == m1["spec"]["n_freqs"]
     everything = np.concatenate([r["x"] for r in rows.values()]).astype(np.float64)
     assert not np.allclose(n1["freq_mean"], everything.mean(axis=(0, 1, 3)), rtol=1e-6)
-    assert _split_rows(tmp_path / "out2")["val"]["x"].mean() > rows["val"]["x"].mean() + 3  # 100x = +4 Bels
+    assert read_rows(tmp_path / "out2")["val"]["x"].mean() > rows["val"]["x"].mean() + 3  # 100x = +4 Bels
     assert m1["target_stats"] == {}  # integer labels are classes, not standardized
 
 
@@ -165,7 +156,7 @@ def test_iq_position_target_stats_from_train_only(tmp_path: Path) -> None:
     write_synthetic_iq(src, n_recordings=9)
     cfg = IQConfig(n_mels=8)
     m1 = prepare_iq(src, tmp_path / "out1", cfg)
-    rows = _split_rows(tmp_path / "out1")
+    rows = read_rows(tmp_path / "out1")
     train_pos = rows["train"]["pos_x"].astype(np.float64)
     assert m1["target_stats"]["pos_x"] == {"mean": pytest.approx(train_pos.mean()),
                                            "std": pytest.approx(train_pos.std()), "count": len(train_pos)}
@@ -179,5 +170,30 @@ def test_iq_position_target_stats_from_train_only(tmp_path: Path) -> None:
     m2 = prepare_iq(src, tmp_path / "out2", cfg)
     assert m2["target_stats"] == m1["target_stats"] and m2["normalization"] == m1["normalization"]
     assert set(m1["target_stats"]) == {"pos_x", "pos_y"}
-    moved = _split_rows(tmp_path / "out2")
+    moved = read_rows(tmp_path / "out2")
     assert moved["val"]["pos_x"][0] == pytest.approx(rows["val"]["pos_x"][0] + 10.0)
+
+
+def test_parquet_corrupt_page_and_uncastable_session_are_input_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    trials = np.random.default_rng(4).standard_normal((20, 500))
+    _write_trials(src / "rec.parquet", trials, np.arange(20), sfreq=100.0, label=1, animal="m1")
+    data = bytearray((src / "rec.parquet").read_bytes())
+    start = pq.ParquetFile(src / "rec.parquet").metadata.row_group(0).column(0).data_page_offset
+    data[start:start + 64] = b"\xab" * 64  # a page header: the footer, hence read_schema, stays intact
+    (src / "rec.parquet").write_bytes(bytes(data))
+    assert pq.read_schema(src / "rec.parquet").names[0] == "signal"
+    assert main(["prepare", "spectrograms", "--lfp", str(src), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    assert f"first: {src / 'rec.parquet'}: unreadable as Parquet (OSError" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    lists = tmp_path / "lists.parquet"
+    _write_trials(lists, trials[:4], np.arange(4), sfreq=100.0, label=1, animal="m1", session=[[1, 2]] * 4)
+    with pytest.raises(InputError) as info:
+        read_parquet_sessions(lists)
+    message = str(info.value)  # the list's field name (item/element) depends on the Parquet round trip
+    assert message.startswith(f"{lists}: column session is list<") and "\n" not in message
+    assert message.endswith("int64>; it must hold one str (or int) session id per row")

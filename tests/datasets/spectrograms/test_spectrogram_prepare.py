@@ -9,28 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shard_rows import read_rows
 
 from neuroray.cli import main
-from neuroray.datasets.shards import open_shard_set, tensor_column_to_numpy
+from neuroray.datasets.shards import open_shard_set
 from neuroray.datasets.spec import SpectrogramSpec
-from neuroray.datasets.spectrograms.iq import IQConfig, prepare_iq
-from neuroray.datasets.spectrograms.lfp import LFPConfig, prepare_lfp
+from neuroray.datasets.spectrograms.common import InputError
+from neuroray.datasets.spectrograms.iq import IQConfig, prepare_iq, read_recording
+from neuroray.datasets.spectrograms.lfp import LFPConfig, prepare_lfp, read_session
 from neuroray.datasets.spectrograms.mel import hz_to_mel, mel_centers, mel_filterbank, mel_to_hz, mfcc
 from neuroray.datasets.spectrograms.synthetic import GAMMA_HZ, write_synthetic_iq, write_synthetic_lfp
 from neuroray.datasets.splits import SPLITS
 
 REAL = Path(__file__).resolve().parents[2] / "data" / "lfp"
-
-
-def _rows(root: Path) -> dict[str, dict[str, np.ndarray]]:
-    ss = open_shard_set(root)
-    out = {}
-    for split in SPLITS:
-        if ss.rows(split):
-            t = ss.read_split(split)
-            out[split] = {"x": tensor_column_to_numpy(t["x"]),
-                          **{c: t[c].to_numpy(zero_copy_only=False) for c in t.column_names if c != "x"}}
-    return out
 
 
 def test_real_ecog_trace_frequency_axis(tmp_path: Path) -> None:
@@ -48,7 +39,7 @@ def test_real_ecog_trace_frequency_axis(tmp_path: Path) -> None:
                                                  strict=True)] == [True, True]
     steps = [s["step"] for s in m["preprocessing"]]
     assert steps == ["stft", "crop", "log10", "baseline", "sequence"]
-    rows = _rows(out)["train"]
+    rows = read_rows(out)["train"]
     assert rows["x"].shape == (5, 2, len(freqs), 7) and np.isfinite(rows["x"]).all()
     assert list(rows["first_trial"]) == [0, 2, 4, 6, 8]
     assert abs(float(rows["x"].mean())) < 1e-4  # broadband baseline: the session's mean log power is 0
@@ -76,7 +67,7 @@ def test_sequences_never_mix_sessions_and_splits_are_group_disjoint(tmp_path: Pa
     _sessions(src, n_animals=6, sessions=2, trials=[7, 9, 4, 12])
     out = tmp_path / "out"
     m = prepare_lfp(src, out, LFPConfig(n_trials=3, nperseg=64, fmax=80, split_by=split_by))
-    rows = _rows(out)
+    rows = read_rows(out)
     n_seq = {7: 2, 9: 3, 4: 1, 12: 4}
     expected = {f"a{a}_s{s}": n_seq[[7, 9, 4, 12][(2 * a + s) % 4]] for a in range(6) for s in range(2)}
     got: dict[str, list[int]] = {}
@@ -107,7 +98,7 @@ def test_sequence_of_one_session_is_its_trials_in_order(tmp_path: Path) -> None:
     prepare_lfp(src, out, LFPConfig(n_trials=3, nperseg=64, fmax=60, baseline="none"))
     from neuroray.datasets.spectrograms.lfp import read_session, session_spectrograms
 
-    for r in _rows(out).values():
+    for r in read_rows(out).values():
         for x, session, first in zip(r["x"], r["session"], r["first_trial"], strict=True):
             full, _, _ = session_spectrograms(read_session(src / f"{session}.npz"),
                                               LFPConfig(n_trials=3, nperseg=64, fmax=60, baseline="none"))
@@ -139,7 +130,7 @@ def test_synthetic_lfp_knockouts_have_more_gamma(tmp_path: Path) -> None:
     m = json.loads((out / "manifest.json").read_text())
     freqs = np.array(m["spectrogram"]["freqs_hz"])
     gamma = (freqs >= GAMMA_HZ[0]) & (freqs <= GAMMA_HZ[1])
-    rows = _rows(out)
+    rows = read_rows(out)
     x = np.concatenate([r["x"] for r in rows.values()])
     label = np.concatenate([r["label"] for r in rows.values()])
     g = x[:, :, gamma, :].mean(axis=(1, 2, 3))
@@ -155,7 +146,7 @@ def test_synthetic_iq_position_in_receiver_power(tmp_path: Path) -> None:
     m = prepare_iq(src, out, IQConfig(n_mels=16))
     assert m["spec"] == {"n_trials": 4, "n_freqs": 16, "n_frames": 31}
     assert m["columns"]["x"]["shape"] == [4, 16, 31]
-    rows = _rows(out)
+    rows = read_rows(out)
     x = np.concatenate([r["x"] for r in rows.values()])
     px = np.concatenate([r["pos_x"] for r in rows.values()])
     # Receivers 1 and 3 sit at x = 1: their extra power over receivers 0 and 2 grows with pos_x.
@@ -205,3 +196,14 @@ def test_synthetic_lfp_generator_layout(tmp_path: Path) -> None:
     assert info["sessions"] == 4
     with np.load(tmp_path / "s" / "animal01_s0.npz") as z:
         assert z["trials"].shape == (3, 1000) and int(z["label"]) == 1 and str(z["animal"]) == "animal01"
+
+
+def test_session_array_is_an_input_error_naming_the_file(tmp_path: Path) -> None:
+    two = np.array(["s0", "s1"])  # a session field must be ONE id
+    np.savez(tmp_path / "lfp.npz", trials=np.zeros((4, 100)), sfreq=100.0, label=1, animal="m1", session=two)
+    np.savez(tmp_path / "iq.npz", iq=np.zeros((2, 256), dtype=complex), sfreq=1000.0, pos_x=0.1, pos_y=0.2,
+             session=two)
+    for path, read in ((tmp_path / "lfp.npz", read_session), (tmp_path / "iq.npz", read_recording)):
+        with pytest.raises(InputError) as info:
+            read(path)
+        assert str(info.value) == f"{path}: session must be one str; got array(['s0', 's1'], dtype='<U2')"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from neuroray.datasets.volumes.grid import ellipsoid_mask, mni152
-from neuroray.datasets.volumes.kernels import render
+from neuroray.datasets.volumes.kernels import reach_mm, render
 from neuroray.datasets.volumes.neurosynth import find_files, read_neurosynth, tal2mni
 from neuroray.datasets.volumes.nifti import NiftiSkip, load_nifti, save_nifti
 from neuroray.errors import NeurorayError
@@ -101,3 +101,39 @@ def test_nifti_round_trip_is_exact(tmp_path: Path) -> None:
     np.testing.assert_array_equal(nib.load(path).affine, grid.affine)
     with pytest.raises(NiftiSkip, match="not the 2 mm MNI152 grid"):
         load_nifti(path, mni152(2))
+
+
+def test_gaussian_is_zero_beyond_its_three_sigma_reach() -> None:
+    grid = mni152(2)
+    vol = render(grid, np.zeros((1, 3)), "gaussian", fwhm_mm=10.0)  # peak exactly on voxel (45, 63, 36)
+    reach = reach_mm("gaussian", fwhm_mm=10.0)  # 3 sigma = 12.74 mm
+    # on the axis: 12 mm is inside, 14 mm beyond; on the diagonal: 10.4 mm inside, 13.9 mm beyond (the box's
+    # corner, where the untruncated Gaussian still gave exp(-5.3) ≈ 0.005)
+    assert vol[45 + 6, 63, 36] > 0 and vol[45 + 7, 63, 36] == 0.0
+    assert vol[45 + 3, 63 + 3, 36 + 3] > 0 and vol[45 + 4, 63 + 4, 36 + 4] == 0.0
+    ijk = np.indices(grid.shape).reshape(3, -1).T
+    dist = np.linalg.norm(nib.affines.apply_affine(grid.affine, ijk), axis=1).reshape(grid.shape)
+    assert np.all(vol[dist > reach] == 0.0) and np.all(vol[dist <= reach] > 0)
+
+
+def test_truncated_nii_gz_is_a_skip_not_a_crash(tmp_path: Path) -> None:
+    grid = mni152(4)
+    path = save_nifti(np.ones(grid.shape, dtype=np.float32), grid, tmp_path / "map.nii.gz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # header intact, data block cut: nib.load alone succeeds
+    with pytest.raises(NiftiSkip, match="map.nii.gz: not readable as NIfTI") as info:
+        load_nifti(path, grid)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_save_nifti_is_atomic(tmp_path: Path) -> None:
+    grid = mni152(4)
+    vol = np.random.default_rng(1).random(grid.shape, dtype=np.float32)
+    for name in ("map.nii", "map.nii.gz"):
+        np.testing.assert_array_equal(load_nifti(save_nifti(vol, grid, tmp_path / name), grid), vol)
+    with pytest.raises(ValueError):  # fails inside the write: the old file stays whole, no temp is left
+        save_nifti(np.zeros(7, dtype=np.float32), grid, tmp_path / "map.nii.gz")
+    np.testing.assert_array_equal(load_nifti(tmp_path / "map.nii.gz", grid), vol)
+    with pytest.raises(NeurorayError, match=r"map\.img: a NIfTI map is written as \*\.nii or \*\.nii\.gz"):
+        save_nifti(vol, grid, tmp_path / "map.img")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.nii", "map.nii.gz"]

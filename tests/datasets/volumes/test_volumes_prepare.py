@@ -177,3 +177,52 @@ def test_real_v7_thousand_study_subset(tmp_path: Path) -> None:
                 assert x[n, 0, i, j, k] == x[n].max() > 0.5, study
                 checked += 1
     assert checked > 5
+
+
+def test_nifti_name_collision_and_truncated_map_are_skipped(tmp_path: Path) -> None:
+    grid = mni152(4)
+    src = tmp_path / "maps"
+    src.mkdir()
+    rng = np.random.default_rng(2)
+    vols = {f"m{i}": rng.random(grid.shape, dtype=np.float32) for i in range(4)}
+    for name, vol in vols.items():
+        save_nifti(vol, grid, src / f"{name}.nii.gz")
+    save_nifti(vols["m0"] + 1.0, grid, src / "m0.nii")  # same study_id "m0" as m0.nii.gz, other values
+    data = save_nifti(vols["m1"], grid, src / "cut.nii.gz").read_bytes()
+    (src / "cut.nii.gz").write_bytes(data[: len(data) // 2])  # header reads, data block does not
+    out = tmp_path / "out"
+    assert main(["prepare", "volumes", "--nifti", str(src), "--out", str(out), "--voxel-mm", "4"]) == 0
+    shards = open_shard_set(out)
+    skipped = {Path(s["path"]).name: s["reason"] for s in shards.manifest["skipped"]}
+    assert set(skipped) == {"cut.nii.gz", "m0.nii.gz"}
+    assert skipped["m0.nii.gz"] == (f"same study_id 'm0' as {src / 'm0.nii'}; keep one of *.nii / *.nii.gz "
+                                    "per map name")
+    assert skipped["cut.nii.gz"].startswith(f"{src / 'cut.nii.gz'}: not readable as NIfTI (EOFError")
+    got = {}
+    for split in SPLITS:
+        table = shards.read_split(split)
+        got.update(zip(table.column("study_id").to_pylist(), tensor_column_to_numpy(table.column("x")), strict=True))
+    assert sorted(got) == ["m0", "m1", "m2", "m3"]
+    np.testing.assert_array_equal(got["m0"][0], vols["m0"] + 1.0)  # the first file in sorted order, m0.nii
+
+
+def test_study_without_year_is_skipped_not_a_crash(tmp_path: Path) -> None:
+    src = tmp_path / "ns"
+    src.mkdir()
+    ids = [f"s{i}" for i in range(7)]
+    years = ["2001", "2003", "", "2005", "2007", "2009", "2011"]  # s2 has no year (NaN once read)
+    meta = pd.DataFrame({"id": ids, "space": "MNI", "year": years, "journal": "NeuroImage"})
+    coords = pd.DataFrame({"id": ids + ids, "x": [-40.0] * 7 + [40.0] * 7, "y": [-20.0] * 14,
+                           "z": [10.0 * (i % 3) for i in range(14)]})
+    meta.to_csv(src / "metadata.tsv.gz", sep="\t", index=False)
+    coords.to_csv(src / "coordinates.tsv.gz", sep="\t", index=False)
+    out = tmp_path / "out"
+    assert main(["prepare", "volumes", "--neurosynth", str(src), "--out", str(out), "--voxel-mm", "4",
+                 "--subset", "5"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["skipped"] == [{"path": f"{src / 'metadata.tsv.gz'}#id=s2",
+                             "reason": "year is missing or not a whole number (got nan); the metadata's year "
+                                       "column needs a publication year for every study"}]
+    assert m["counts"]["studies_without_year"] == 1 and m["counts"]["studies_eligible"] == 6
+    rows = _rows(out)
+    assert len(rows) == 5 and "s2" not in set(rows["study_id"]) and rows["year"].dtype == np.int32

@@ -30,6 +30,14 @@ def input_files(folder: str | Path, suffixes: tuple[str, ...], flag: str) -> lis
     return files
 
 
+def scalar(value: Any, name: str, path: Path, kind: type) -> Any:
+    """One ``kind`` value from an input file's field; InputError (the file is skipped) for an array or bad value."""
+    try:
+        return kind(np.asarray(value).item())
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: {name} must be one {kind.__name__}; got {value!r}") from None
+
+
 def check_out(out: Path, overwrite: bool) -> None:
     """Fail before any work (and before anything is written) when ``out`` is taken."""
     if out.exists() and not overwrite:

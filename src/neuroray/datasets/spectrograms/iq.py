@@ -24,6 +24,7 @@ from neuroray.datasets.spectrograms.common import (
     check_out,
     input_files,
     majority,
+    scalar,
     source,
     write_shard_set,
 )
@@ -78,7 +79,7 @@ def read_recording(path: Path) -> Recording:
         raise InputError(f"{path}: sfreq, pos_x, pos_y must be single numbers") from None
     if not sfreq > 0 or not np.isfinite([px, py]).all():
         raise InputError(f"{path}: need sfreq > 0 and finite pos_x, pos_y")
-    session = str(np.asarray(meta.get("session", path.stem)).item())
+    session = scalar(meta.get("session", path.stem), "session", path, str)
     return Recording(path, session, iq.astype(np.complex128), sfreq, (px, py))
 
 

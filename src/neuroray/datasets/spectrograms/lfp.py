@@ -41,6 +41,7 @@ from neuroray.datasets.spectrograms.common import (
     check_out,
     input_files,
     majority,
+    scalar,
     source,
     write_shard_set,
 )
@@ -87,13 +88,6 @@ class Session:
     files: list[Path]
 
 
-def _scalar(value: Any, name: str, path: Path, kind: type) -> Any:
-    try:
-        return kind(np.asarray(value).item())
-    except (TypeError, ValueError):
-        raise InputError(f"{path}: {name} must be one {kind.__name__}; got {value!r}") from None
-
-
 def read_session(path: Path) -> Session:
     """One input file → a Session; InputError naming the file and what is missing."""
     files = [path]
@@ -118,7 +112,7 @@ def read_session(path: Path) -> Session:
             trials = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
-    sfreq = _scalar(meta["sfreq"], "sfreq", path, float)
+    sfreq = scalar(meta["sfreq"], "sfreq", path, float)
     if not np.isfinite(sfreq) or sfreq <= 0:
         raise InputError(f"{path}: sfreq {sfreq}: must be > 0 Hz")
     if not np.issubdtype(trials.dtype, np.number) or np.iscomplexobj(trials):
@@ -126,7 +120,7 @@ def read_session(path: Path) -> Session:
     if trials.ndim == 1:
         if "trial_s" not in meta:
             raise InputError(f"{path}: a 1-D trace needs trial_s (seconds per trial) in its sidecar")
-        n = int(round(_scalar(meta["trial_s"], "trial_s", path, float) * sfreq))
+        n = int(round(scalar(meta["trial_s"], "trial_s", path, float) * sfreq))
         if n < 1 or len(trials) < n:
             raise InputError(f"{path}: trial_s gives {n} samples per trial; the trace has {len(trials)}")
         trials = trials[: len(trials) // n * n].reshape(-1, n)
@@ -134,9 +128,9 @@ def read_session(path: Path) -> Session:
         raise InputError(f"{path}: trials must be 2-D (n_trials × n_samples) or a 1-D trace; got {trials.shape}")
     if not np.all(np.isfinite(trials)):
         raise InputError(f"{path}: trials contain NaN or inf")
-    session = str(np.asarray(meta.get("session", path.stem)).item())
-    return Session(path=path, session=session, animal=_scalar(meta["animal"], "animal", path, str),
-                   label=_scalar(meta["label"], "label", path, int), sfreq=sfreq,
+    session = scalar(meta.get("session", path.stem), "session", path, str)
+    return Session(path=path, session=session, animal=scalar(meta["animal"], "animal", path, str),
+                   label=scalar(meta["label"], "label", path, int), sfreq=sfreq,
                    trials=trials.astype(np.float64), files=files)
 
 

@@ -32,6 +32,11 @@ REQUIRED = ("signal", "sfreq", "label", "animal")
 LAYOUT = "an LFP .parquet holds one row per trial: signal (list of float), sfreq, label, animal[, session, trial]"
 
 
+def _one_line(e: Exception) -> str:
+    """Arrow's messages can span several lines; the error line must stay one line."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
 def _is_numeric_list(t: pa.DataType) -> bool:
     lists = pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
     return lists and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type))
@@ -66,17 +71,24 @@ def read_parquet_sessions(path: Path) -> list[Session]:
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowInvalid) as e:
-        raise InputError(f"{path}: unreadable as Parquet ({type(e).__name__}: {e})") from None
+        raise InputError(f"{path}: unreadable as Parquet ({_one_line(e)})") from None
     missing = [c for c in REQUIRED if c not in schema.names]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; {LAYOUT}")
     if not _is_numeric_list(schema.field("signal").type):
         raise InputError(f"{path}: column signal is {schema.field('signal').type}; {LAYOUT}")
-    table = pq.read_table(path)
+    try:  # the footer (schema) can be intact while a data page is not; read_schema did not touch them
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise InputError(f"{path}: unreadable as Parquet ({_one_line(e)})") from None
     if table.num_rows == 0:
         raise InputError(f"{path}: no rows; {LAYOUT}")
     if "session" in table.column_names:
-        sessions = table.column("session").cast(pa.string())
+        try:
+            sessions = table.column("session").cast(pa.string())
+        except pa.ArrowException:
+            raise InputError(f"{path}: column session is {table.schema.field('session').type}; it must hold one "
+                             "str (or int) session id per row") from None
         if sessions.null_count:
             raise InputError(f"{path}: column session has nulls")
         names = list(dict.fromkeys(sessions.to_pylist()))

@@ -53,7 +53,9 @@ def render(grid: Grid, xyz_mm: np.ndarray, kernel: str = "gaussian", fwhm_mm: fl
         axes = [(np.arange(lo[d], hi[d]) - ijk[d]) * scale[d] for d in range(3)]
         d2 = axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2
         if kernel == "gaussian":
-            values = np.exp(-d2 / (2.0 * sigma * sigma))
+            # truncated at reach (3 sigma), as the manifest's truncate_sigma records: the box is a cube, so
+            # without the cut its corners would carry tails out to 3·sqrt(3) sigma
+            values = np.where(d2 <= reach * reach, np.exp(-d2 / (2.0 * sigma * sigma)), 0.0)
         else:
             values = (d2 <= radius_mm * radius_mm).astype(np.float64)
         box = vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]

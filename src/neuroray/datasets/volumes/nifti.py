@@ -8,11 +8,13 @@ field of view the value is 0. ``none`` keeps the strict mode: such maps are skip
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from neuroray.datasets.shards import atomic_write
 from neuroray.datasets.volumes.grid import Grid
 from neuroray.errors import NeurorayError
 
@@ -34,8 +36,17 @@ def to_nifti(volume: np.ndarray, grid: Grid) -> nib.Nifti1Image:
 
 
 def save_nifti(volume: np.ndarray, grid: Grid, path: str | Path) -> Path:
+    """Write ``path`` (.nii or .nii.gz) atomically: a reader sees the old file or the whole new one."""
     path = Path(path)
-    nib.save(to_nifti(volume, grid), path)
+    if not path.name.endswith(SUFFIXES):
+        raise NeurorayError(f"{path}: a NIfTI map is written as *.nii or *.nii.gz")
+
+    def write(tmp: Path) -> None:
+        # nibabel picks the format from the file name, which the temp name hides: serialise, gzip ourselves
+        raw = to_nifti(volume, grid).to_bytes()
+        tmp.write_bytes(gzip.compress(raw, mtime=0) if path.name.endswith(".gz") else raw)
+
+    atomic_write(path, write)
     return path
 
 
@@ -77,11 +88,14 @@ def read_nifti(path: Path) -> tuple[nib.spatialimages.SpatialImage, np.ndarray]:
     """→ (image, float32 3-D data); NiftiSkip when unreadable, not 3-D or not finite."""
     try:
         img = nib.load(path)
+        if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+            raise NiftiSkip(f"{path}: {type(img).__name__}, not a NIfTI image")
+        # nib.load reads only the header; a truncated/corrupt data block fails here (EOFError, zlib.error, ...)
+        data = np.asanyarray(img.dataobj)
+    except NiftiSkip:
+        raise
     except Exception as e:  # noqa: BLE001 - nibabel raises many types for a bad file
-        raise NiftiSkip(f"{path}: not readable as NIfTI ({type(e).__name__}: {e})") from None
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise NiftiSkip(f"{path}: {type(img).__name__}, not a NIfTI image")
-    data = np.asanyarray(img.dataobj)
+        raise NiftiSkip(f"{path}: not readable as NIfTI ({type(e).__name__}: {' '.join(str(e).split())})") from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:

@@ -236,6 +236,19 @@ def _peaks_on_grid(cfg: VolumePrepareConfig, peaks: pd.DataFrame, studies: pd.Da
     return kept, studies, skipped, counts
 
 
+def _drop_studies_without_year(peaks: pd.DataFrame, studies: pd.DataFrame,
+                               where: str) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
+    """Studies whose ``year`` is missing or not a whole number are skipped: year feeds the subset strata and the
+    ``year``/``year_z`` columns, which cannot hold a gap."""
+    year = pd.to_numeric(studies["year"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(year) | (year != np.round(year))
+    skipped = [{"path": f"{where}#id={k}", "reason": f"year is missing or not a whole number (got {v}); the "
+                "metadata's year column needs a publication year for every study"}
+               for k, v in zip(studies["id"][bad], studies["year"][bad], strict=True)]
+    studies = studies.loc[~bad].assign(year=year[~bad].astype(np.int32)).reset_index(drop=True)
+    return peaks[peaks["id"].isin(set(studies["id"]))], studies, skipped
+
+
 def _study_columns(studies: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "study_id": studies["id"].astype(str).to_numpy(dtype=object),
@@ -251,7 +264,10 @@ def prepare_peaks(out: Path, cfg: VolumePrepareConfig, peaks: pd.DataFrame, stud
                   overwrite: bool, metadata: Path | None = None) -> dict[str, Any]:
     """MNI peaks (``id, x, y, z``) + studies (``id, space, year, journal, n_peaks``) → mask, subset, kernel, write."""
     mask = cfg.mask_array()
+    peaks, studies, no_year = _drop_studies_without_year(peaks, studies, str(metadata or where))
     peaks, studies, skipped, peak_counts = _peaks_on_grid(cfg, peaks, studies, where, mask)
+    skipped = no_year + skipped
+    peak_counts["studies_without_year"] = len(no_year)
     eligible = len(studies)
     if cfg.subset is not None:
         studies = stratified_subset(studies, cfg.subset, seed=cfg.seed)
@@ -295,16 +311,21 @@ def prepare_nifti(folder: str | Path, out: str | Path, cfg: VolumePrepareConfig,
     resampled: list[str] = []
     skipped: list[dict[str, Any]] = []
     for path in find_nifti(root):
+        key = nifti_key(path, root)
+        if key in paths:  # a.nii and a.nii.gz: one study_id, two maps; keep the first (sorted) one
+            skipped.append({"path": str(path), "reason": f"same study_id {key!r} as {paths[key]}; keep one of "
+                            "*.nii / *.nii.gz per map name"})
+            continue
         try:
             img, data = read_nifti(path)
             if not on_grid(img, data, grid):
                 if cfg.resample == "none":
                     load_on_grid(path, grid, "none")  # raises NiftiSkip with the reason
-                resampled.append(nifti_key(path, root))
+                resampled.append(key)
         except NiftiSkip as e:
             skipped.append({"path": str(path), "reason": str(e)})
             continue
-        paths[nifti_key(path, root)] = path
+        paths[key] = path
 
     def volumes(batch: list[str]) -> Iterator[np.ndarray]:
         for key in batch:
@@ -323,11 +344,3 @@ def prepare_nifti(folder: str | Path, out: str | Path, cfg: VolumePrepareConfig,
     return _write_set(Path(out), cfg, columns, volumes, preprocessing, sources, skipped,
                       {"source": "nifti", "nifti": {"resampled": sorted(resampled),
                                                     "on_grid": len(paths) - len(resampled)}}, overwrite)
-
-
-def write_synthetic_volumes(out: str | Path, n: int, cfg: VolumePrepareConfig,
-                            overwrite: bool = False) -> dict[str, Any]:
-    """See :mod:`.synthetic` (kept here for callers of the earlier location)."""
-    from neuroray.datasets.volumes.synthetic import write_synthetic_volumes as write
-
-    return write(out, n, cfg, overwrite)

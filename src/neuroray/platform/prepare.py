@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import sys
 import time
 from dataclasses import dataclass
@@ -67,7 +68,9 @@ def prepare_eeg(bids: str | Path, out: str | Path, cfg: EEGPrepareConfig, *, res
 def _process(recordings: list[Recording], participants: Any, work: WorkDir, out: Path, cfg: EEGPrepareConfig,
              start: float, *, strict: bool, overwrite: bool, address: str | None, progress: bool) -> PrepareResult:
     done = work.load_done()
-    todo = [r for r in recordings if r.key not in done]
+    # Largest first: Ray starts tasks in submission order, and a long recording started last would leave the
+    # other CPUs idle at the end (longest-processing-time-first scheduling).
+    todo = sorted((r for r in recordings if r.key not in done), key=_recording_bytes, reverse=True)
     if strict:
         _raise_first_skip(done.values())
     if todo:
@@ -104,6 +107,11 @@ def _process(recordings: list[Recording], participants: Any, work: WorkDir, out:
     manifest = assemble(work, out, cfg, overwrite=overwrite)
     work.remove()
     return PrepareResult(manifest, len(todo), len(done), time.time() - start)
+
+
+def _recording_bytes(r: Recording) -> int:
+    """The recording's size on disk, its data sidecar included (.set + .fdt, .vhdr + .eeg)."""
+    return sum(f.stat().st_size for f in r.path.parent.glob(f"{glob.escape(r.path.stem)}.*") if f.is_file())
 
 
 def _participant(participants: Any, subject: str) -> dict[str, Any] | None:

@@ -221,7 +221,9 @@ def run_phases(cfg: dict[str, Any], get_shard: ShardFn, report: ReportFn,
         if prepare is not None:
             trainer = prepare(trainer)
         bs = int(phase["batch_size"])
-        trainer.fit(module, train_dataloaders=Batches(get_shard, "train", bs, True, cfg["seed"], phase["epochs"]),
+        # A resumed phase runs fewer epochs than it names: no opening of an epoch that never comes.
+        epochs = None if final and resume is not None else int(phase["epochs"])
+        trainer.fit(module, train_dataloaders=Batches(get_shard, "train", bs, True, cfg["seed"], epochs),
                     val_dataloaders=Batches(get_shard, "val", bs, False, cfg["seed"]),
                     ckpt_path=str(resume) if final and resume is not None else None,
                     weights_only=True)

@@ -95,3 +95,24 @@ def test_bad_storage_is_one_line_and_exit_2(s3: pafs.S3FileSystem, tmp_path: Pat
     err = capsys.readouterr().err
     assert f"s3://{BUCKET}/old/demo: a run of 'demo' already exists" in err
     assert not (tmp_path / "runs").exists()  # nothing written locally before the refusal
+
+
+def test_resume_and_export_with_the_endpoint_in_the_uri(s3_run: Path, s3_server: Any,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The server named only in the URI (``?endpoint_override=…&scheme=http``, no AWS_ENDPOINT_URL): `--resume`
+    finds Tune's state there, and the summary's checkpoint URIs keep the query, so export reaches it too."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.chdir(s3_run)
+    host = s3_server.endpoint.removeprefix("http://")
+    storage = f"s3://{BUCKET}/runs?endpoint_override={host}&scheme=http"
+    assert main(["run", str(REPO / "experiments" / "demo.yaml"), "--smoke", "--quiet", "--resume",
+                 "--storage", storage]) == 0  # a finished run: nothing left to train, the summary is rebuilt
+    trials = pd.read_csv(s3_run / "runs" / "demo-smoke" / "results.csv")
+    assert len(trials) == 4 and (trials["status"] == "OK").all()
+    assert all(c.startswith(f"s3://{BUCKET}/runs/demo-smoke/") and c.endswith(f"?endpoint_override={host}&scheme=http")
+               for c in trials["checkpoint"])
+    capsys.readouterr()
+    out_dir = s3_run / "export-query"
+    assert main(["export", str(s3_run / "runs" / "demo-smoke"), "--out", str(out_dir)]) == 0
+    assert (out_dir / "model.onnx").is_file()

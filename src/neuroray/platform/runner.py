@@ -179,7 +179,7 @@ def run(loaded: LoadedExperiment, storage: str | Path = "runs", address: str | N
     storage = storage_mod.local_root(target)
     run_dir = storage / loaded.name
     if resume:
-        check_resumable(run_dir, loaded, f"{remote.split('?')[0].rstrip('/')}/{loaded.name}" if remote else None)
+        check_resumable(run_dir, loaded, storage_mod.join(remote, loaded.name) if remote else None)
     conn = session.start(address)
     session.pin_data_actors_here()
     shard_set = ensure_shards(loaded, address)  # a bad shard set fails here, before the run folder exists
@@ -195,6 +195,9 @@ def run(loaded: LoadedExperiment, storage: str | Path = "runs", address: str | N
     if _unfinished(grid, len(loaded.cells()) * loaded.model.search.num_samples):
         raise KeyboardInterrupt
     trials, history = report.trial_rows(grid, metric, mode), report.trial_histories(grid)
+    if remote:  # checkpoint URIs keep the storage's ?endpoint_override=…, so export reaches the same server
+        trials["checkpoint"] = [storage_mod.with_query(c, remote) if isinstance(c, str) else c
+                                for c in trials["checkpoint"]]
     arms = report.write_reports(run_dir, trials, loaded.name, metric, mode, loaded.arms,
                                 shards=str(shard_set.root.resolve()), history=history, baseline=loaded.baseline)
     remote_dir = storage_mod.upload_summary(run_dir, remote, loaded.name) if remote else None

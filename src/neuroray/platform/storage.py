@@ -50,6 +50,15 @@ def join(uri: str, *parts: str) -> str:
     return urlunsplit((s.scheme, s.netloc, path, s.query, s.fragment))
 
 
+def with_query(uri: str, like: str) -> str:
+    """``uri`` with the query of ``like`` (the storage URI) when it is a URI that has none of its own."""
+    query = urlsplit(like).query
+    s = urlsplit(uri)
+    if not query or s.query or not is_uri(uri):
+        return uri
+    return urlunsplit((s.scheme, s.netloc, s.path, query, s.fragment))
+
+
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 

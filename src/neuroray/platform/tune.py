@@ -20,6 +20,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from neuroray.datasets.shards import ShardSet
 from neuroray.errors import ConfigError
 from neuroray.platform import ingest, session
+from neuroray.platform import storage as storage_mod
 from neuroray.platform.searcher import MatrixSearcher
 from neuroray.platform.tracking import trial_label, wandb_callback
 from neuroray.platform.train import run_phases, torchtrainer_worker_loop
@@ -180,7 +181,7 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
         trainable = tune.with_resources(trainable, {"cpu": DRIVER_CPU, **r.driver_resources})
     if resume:
         # Tune's saved state holds the searcher, scheduler and run config; only the trainable is re-attached.
-        restore_from = f"{storage_uri.split('?')[0].rstrip('/')}/{exp.name}" if storage_uri else str(run_dir.resolve())
+        restore_from = storage_mod.join(storage_uri, exp.name) if storage_uri else str(run_dir.resolve())
         return tune.Tuner.restore(restore_from, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True).fit()
     searcher = MatrixSearcher(loaded.cells(), loaded.space(), exp.search.num_samples, metric, mode,

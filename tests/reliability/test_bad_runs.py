@@ -224,3 +224,28 @@ def test_target_column_not_in_the_shards(shards: Path, ray_session: None, tmp_pa
                                          expect_exit2: Callable[..., str]) -> None:
     _run_on(shards, tmp_path, expect_exit2, f"phases.fit.target: column 'rt' is not in {shards}; columns: x, y",
             edit=lambda r: r["phases"][0].update(target="rt"))
+
+
+def test_spectrogram_set_prepared_by_other_args(ray_session: None, tmp_path: Path,
+                                                expect_exit2: Callable[..., str]) -> None:
+    """A set made from data.prepare {kind: spectrograms, args} records them (prepared_by.json); a run whose
+    data.prepare names other args is refused instead of silently training on the old set."""
+    from neuroray.platform.runner import PREPARED_BY, ensure_shards
+    from neuroray.search_spaces.experiment import load
+
+    shards = tmp_path / "lfp"
+
+    def prepare(args: list[str]) -> Callable[[dict[str, Any]], object]:
+        def edit(r: dict[str, Any]) -> None:
+            r["data"].update(prepare={"kind": "spectrograms", "args": args})
+            r["phases"][0].update(trainable="spectrogram_cnn", target="label")
+        return edit
+
+    first = _write(tmp_path, _experiment(shards, prepare(["--synthetic-lfp", "--n-trials", "2"])))
+    ensure_shards(load(first))
+    assert json.loads((shards / PREPARED_BY).read_text()) == {
+        "command": "neuroray prepare spectrograms", "args": ["--synthetic-lfp", "--n-trials", "2"]}
+    assert ensure_shards(load(first)).root == shards  # the same data.prepare: reused as it is
+    _run_on(shards, tmp_path, expect_exit2, f"data.shards: {shards} was prepared differently from data.prepare: "
+            "args ['--synthetic-lfp', '--n-trials', '2'] (data.prepare: ['--synthetic-lfp', '--n-trials', '4'])",
+            edit=prepare(["--synthetic-lfp", "--n-trials", "4"]))

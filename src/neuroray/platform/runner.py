@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from ray import tune
@@ -50,6 +51,8 @@ def _prepare(prep: SyntheticEEG | PrepareEEG | PrepareCommand, root: Path, addre
         from neuroray.datasets.commands import run_prepare
 
         run_prepare(prep.kind, prep.args + (["--overwrite"] if root.exists() else []), root)
+        # What made it, so a later run whose data.prepare says otherwise is refused, not silently served this.
+        atomic_write(root / PREPARED_BY, lambda p: p.write_text(json.dumps(_prepared_by(prep), indent=2)))
         return
     bids = Path(prep.bids)
     if prep.synthetic_hbn is not None and not bids.exists():
@@ -62,10 +65,19 @@ def _prepare(prep: SyntheticEEG | PrepareEEG | PrepareCommand, root: Path, addre
     print_result(result, root)
 
 
+PREPARED_BY = "prepared_by.json"  # beside the manifest of a set made from data.prepare {kind, args}
+
+
+def _prepared_by(prep: PrepareCommand) -> dict[str, object]:
+    return {"command": f"neuroray prepare {prep.kind}", "args": list(prep.args)}
+
+
 def _check_prepared_as_asked(prep: SyntheticEEG | PrepareEEG | PrepareCommand, shard_set: ShardSet) -> None:
     """An existing shard set is reused only when it is what data.prepare describes: training on windows
     of another length, rate or preprocessing than the file says would be silently wrong."""
     manifest = shard_set.manifest
+    have: dict[str, Any]
+    want: dict[str, Any]
     if isinstance(prep, SyntheticEEG):
         have, want = manifest["spec"], {"n_chans": prep.n_chans, "n_times": prep.n_times, "sfreq": prep.sfreq}
     elif isinstance(prep, PrepareEEG):
@@ -73,8 +85,11 @@ def _check_prepared_as_asked(prep: SyntheticEEG | PrepareEEG | PrepareCommand, s
                                            "synthetic_movie"})
         have = json.loads(json.dumps(manifest.get("prepare") or {}))
         want = json.loads(json.dumps(make_config(**options).to_dict()))
-    else:  # other modalities' commands record their own options; nothing comparable here
-        return
+    else:
+        recorded = shard_set.root / PREPARED_BY
+        if not recorded.is_file():  # made by hand with `neuroray prepare …`: nothing to compare with
+            return
+        have, want = json.loads(recorded.read_text()), _prepared_by(prep)
     diff = [f"{k} {have.get(k)!r} (data.prepare: {v!r})" for k, v in want.items() if have.get(k) != v]
     if diff:
         raise ConfigError(f"data.shards: {shard_set.root} was prepared differently from data.prepare: "

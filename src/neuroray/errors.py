@@ -5,6 +5,12 @@ and keeps its traceback.
 """
 
 
+def one_line(e: BaseException) -> str:
+    """``Type: message`` on one line: library messages (Arrow, nibabel) can span several, and an error
+    line must stay one line."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
 class NeurorayError(Exception):
     """Bad input from the user (file, key, value). The message must say what is allowed."""
 

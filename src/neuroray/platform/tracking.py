@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.air.constants import TRAINING_ITERATION
 from ray.air.integrations.wandb import WANDB_ENV_VAR, WandbLoggerCallback, _clean_log, _is_allowed_type
 from ray.air.util.node import _force_on_current_node
 from ray.tune.utils import flatten_dict
-
-TRAINING_ITERATION = "training_iteration"
 
 
 class WandbRuns:

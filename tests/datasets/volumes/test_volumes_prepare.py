@@ -13,7 +13,7 @@ from neuroray.cli import main
 from neuroray.datasets.shards import open_shard_set, tensor_column_to_numpy
 from neuroray.datasets.spec import VolumeSpec
 from neuroray.datasets.splits import SPLITS
-from neuroray.datasets.volumes.grid import mni152
+from neuroray.datasets.volumes.grid import Grid, mni152
 from neuroray.datasets.volumes.neurosynth import find_files, read_neurosynth, tal2mni
 from neuroray.datasets.volumes.nifti import save_nifti
 from neuroray.datasets.volumes.prepare import stratified_subset
@@ -110,14 +110,20 @@ def test_synthetic_set_plants_year_dependent_blob(tmp_path: Path) -> None:
     assert all(x[n, 0, i, j, k] == 1.0 for n, (i, j, k) in enumerate(ijk))
 
 
-def test_nifti_folder_prepares_and_resample_none_skips_other_grids(tmp_path: Path) -> None:
-    grid = mni152(4)
+def _random_maps(tmp_path: Path, grid: Grid, n: int, seed: int) -> tuple[Path, dict[str, np.ndarray], np.random.Generator]:
+    """``n`` random maps on ``grid`` as maps/m<i>.nii.gz; → (folder, name → volume, the generator, for more)."""
     src = tmp_path / "maps"
     src.mkdir()
-    rng = np.random.default_rng(0)
-    vols = {f"m{i}": rng.random(grid.shape, dtype=np.float32) for i in range(5)}
+    rng = np.random.default_rng(seed)
+    vols = {f"m{i}": rng.random(grid.shape, dtype=np.float32) for i in range(n)}
     for name, vol in vols.items():
         save_nifti(vol, grid, src / f"{name}.nii.gz")
+    return src, vols, rng
+
+
+def test_nifti_folder_prepares_and_resample_none_skips_other_grids(tmp_path: Path) -> None:
+    grid = mni152(4)
+    src, vols, rng = _random_maps(tmp_path, grid, 5, seed=0)
     save_nifti(rng.random(mni152(2).shape, dtype=np.float32), mni152(2), src / "wrong.nii")
     out = tmp_path / "out"
     assert main(["prepare", "volumes", "--nifti", str(src), "--out", str(out), "--voxel-mm", "4",
@@ -181,12 +187,7 @@ def test_real_v7_thousand_study_subset(tmp_path: Path) -> None:
 
 def test_nifti_name_collision_and_truncated_map_are_skipped(tmp_path: Path) -> None:
     grid = mni152(4)
-    src = tmp_path / "maps"
-    src.mkdir()
-    rng = np.random.default_rng(2)
-    vols = {f"m{i}": rng.random(grid.shape, dtype=np.float32) for i in range(4)}
-    for name, vol in vols.items():
-        save_nifti(vol, grid, src / f"{name}.nii.gz")
+    src, vols, _ = _random_maps(tmp_path, grid, 4, seed=2)
     save_nifti(vols["m0"] + 1.0, grid, src / "m0.nii")  # same study_id "m0" as m0.nii.gz, other values
     data = save_nifti(vols["m1"], grid, src / "cut.nii.gz").read_bytes()
     (src / "cut.nii.gz").write_bytes(data[: len(data) // 2])  # header reads, data block does not

@@ -24,17 +24,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from neuroray.datasets.spectrograms.common import InputError
+from neuroray.errors import one_line
 
 if TYPE_CHECKING:
     from neuroray.datasets.spectrograms.lfp import Session
 
 REQUIRED = ("signal", "sfreq", "label", "animal")
 LAYOUT = "an LFP .parquet holds one row per trial: signal (list of float), sfreq, label, animal[, session, trial]"
-
-
-def _one_line(e: Exception) -> str:
-    """Arrow's messages can span several lines; the error line must stay one line."""
-    return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
 def _is_numeric_list(t: pa.DataType) -> bool:
@@ -71,7 +67,7 @@ def read_parquet_sessions(path: Path) -> list[Session]:
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowInvalid) as e:
-        raise InputError(f"{path}: unreadable as Parquet ({_one_line(e)})") from None
+        raise InputError(f"{path}: unreadable as Parquet ({one_line(e)})") from None
     missing = [c for c in REQUIRED if c not in schema.names]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; {LAYOUT}")
@@ -80,7 +76,7 @@ def read_parquet_sessions(path: Path) -> list[Session]:
     try:  # the footer (schema) can be intact while a data page is not; read_schema did not touch them
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as e:
-        raise InputError(f"{path}: unreadable as Parquet ({_one_line(e)})") from None
+        raise InputError(f"{path}: unreadable as Parquet ({one_line(e)})") from None
     if table.num_rows == 0:
         raise InputError(f"{path}: no rows; {LAYOUT}")
     if "session" in table.column_names:

@@ -16,7 +16,7 @@ import numpy as np
 
 from neuroray.datasets.shards import atomic_write
 from neuroray.datasets.volumes.grid import Grid
-from neuroray.errors import NeurorayError
+from neuroray.errors import NeurorayError, one_line
 
 SUFFIXES = (".nii", ".nii.gz")
 RESAMPLING = {"linear": 1, "nearest": 0, "none": None}
@@ -95,7 +95,7 @@ def read_nifti(path: Path) -> tuple[nib.spatialimages.SpatialImage, np.ndarray]:
     except NiftiSkip:
         raise
     except Exception as e:  # noqa: BLE001 - nibabel raises many types for a bad file
-        raise NiftiSkip(f"{path}: not readable as NIfTI ({type(e).__name__}: {' '.join(str(e).split())})") from None
+        raise NiftiSkip(f"{path}: not readable as NIfTI ({one_line(e)})") from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:

@@ -52,6 +52,30 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         raise
 
 
+def not_replaceable(out: Path) -> str | None:
+    """Why writing a shard set at ``out`` would destroy something else (None when it would not).
+
+    Only an absent path, an empty folder or a shard set (a folder with a manifest) may be replaced: a
+    folder of someone's files, or a file, named as ``--out``/``data.shards`` by mistake must survive."""
+    if not out.exists() and not out.is_symlink():
+        return None
+    if out.is_symlink():
+        return "is a symbolic link, not a shard set"
+    if not out.is_dir():
+        return "is a file, not a shard set folder"
+    if (out / MANIFEST).is_file() or not any(out.iterdir()):
+        return None
+    return f"is a folder that holds no shard set (no {MANIFEST})"
+
+
+def refuse_unless_replaceable(out: Path, what: str = "--out") -> None:
+    """One error line (nothing touched) when ``out`` exists and is not a shard set or an empty folder."""
+    reason = not_replaceable(out)
+    if reason:
+        raise ShardSetError(f"{what}: {out} {reason}; neuroray replaces only shard sets. Move it away or "
+                            "choose another path")
+
+
 def tensor_array(x: np.ndarray) -> pa.ExtensionArray:
     """(N, *shape) float32 → Arrow fixed-shape tensor column (zero-copy from the contiguous buffer)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -81,6 +105,7 @@ class ShardSetWriter:
         self.out = Path(self.out)
         if self.out.exists() and not self.overwrite:
             raise ShardSetError(f"{self.out}: already exists; pass overwrite=True or choose another --out")
+        refuse_unless_replaceable(self.out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
         shutil.rmtree(self._tmp, ignore_errors=True)

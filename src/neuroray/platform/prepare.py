@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from neuroray.datasets.eeg.bids import PARTICIPANT_COLUMNS, Recording, find_recordings, read_participants
 from neuroray.datasets.eeg.prepare import TARGET_COLUMN, EEGPrepareConfig, WorkDir, assemble, process_recording
-from neuroray.datasets.shards import MANIFEST
+from neuroray.datasets.shards import MANIFEST, refuse_unless_replaceable
 from neuroray.errors import NeurorayError
 from neuroray.platform import session
 
@@ -39,6 +39,7 @@ def prepare_eeg(bids: str | Path, out: str | Path, cfg: EEGPrepareConfig, *, res
 
             return PrepareResult(json.loads((out / MANIFEST).read_text()), 0, 0, time.time() - start)
         raise NeurorayError(f"--out {out}: a shard set already exists; pass --overwrite to replace it")
+    refuse_unless_replaceable(out)  # before any recording is read: a folder of other files is never replaced
     recordings = find_recordings(bids, tasks=list(cfg.tasks) if cfg.tasks else None, subjects=subjects)
     target_col = TARGET_COLUMN[cfg.target]
     needs = (target_col,) if target_col in PARTICIPANT_COLUMNS else ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neuroray.datasets.shards import refuse_unless_replaceable
 from neuroray.errors import NeurorayError
 
 HELP = "LFP trials (--lfp) or RF IQ (--iq) → spectrogram shard set; --synthetic-* plant a signal"
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise NeurorayError(f"--out {out}: already exists; pass --overwrite or choose another folder")
+    refuse_unless_replaceable(out)  # --overwrite replaces a shard set, never a folder of other files
     lfp = args.lfp is not None or args.synthetic_lfp
     if lfp:
         cfg_lfp = LFPConfig(

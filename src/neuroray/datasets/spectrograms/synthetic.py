@@ -23,13 +23,20 @@ GAMMA_HZ = (30.0, 80.0)
 RECEIVERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
 
 
+MARKER = ".neuroray-synthetic"  # in every folder of synthetic inputs: only such a folder is ever replaced
+
+
 def _fresh(folder: str | Path, overwrite: bool) -> Path:
     root = Path(folder)
     if root.exists():
         if not overwrite:
             raise NeurorayError(f"{root}: already exists; pass --overwrite or choose another folder")
+        if not (root / MARKER).is_file():
+            raise NeurorayError(f"{root}: not a folder of neuroray's synthetic inputs (no {MARKER}); "
+                                "--overwrite replaces only those. Move it away or pass --inputs elsewhere")
         shutil.rmtree(root)
     root.mkdir(parents=True)
+    (root / MARKER).write_text("synthetic inputs written by neuroray prepare spectrograms\n")
     return root
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neuroray.datasets.shards import refuse_unless_replaceable
 from neuroray.errors import NeurorayError
 
 HELP = "Neurosynth coordinates / NIfTI maps / synthetic → MNI152 volume shards"
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise NeurorayError(f"--out {out}: already exists; pass --overwrite or choose another folder")
+    refuse_unless_replaceable(out)  # --overwrite replaces a shard set, never a folder of other files
     cfg = VolumePrepareConfig(voxel_mm=args.voxel_mm, kernel=args.kernel, fwhm_mm=args.fwhm, radius_mm=args.radius,
                               mask=args.mask, unknown=args.unknown, subset=args.subset, seed=args.seed,
                               rows_per_file=args.rows_per_file, resample=args.resample,

@@ -109,10 +109,30 @@ def check_writable(storage: str | Path) -> None:
                             "write there; AWS_ENDPOINT_URL points at an S3-compatible server") from None
 
 
+RUN_MARKER = "experiment.json"  # written at the start of every run folder: only such a folder is ever removed
+LOCK_FILE = ".neuroray.lock"  # the live run's lock (platform/run_lock.py); never removed with the folder
+
+
+def _own_run_folder(local: Path, root: Path) -> Path:
+    """``local`` if it is a neuroray run folder directly inside ``root``; else one error line, nothing removed."""
+    resolved = local.resolve()
+    if resolved.parent != root.resolve() or resolved == root.resolve():
+        raise NeurorayError(f"{local}: not a folder directly inside the storage root {root}; neuroray removes "
+                            "only its own run folders there")
+    if not (local / RUN_MARKER).is_file():
+        raise NeurorayError(f"{local}: not a neuroray run folder (no {RUN_MARKER}); --overwrite removes only "
+                            "neuroray's own runs. Move it away or choose another --storage")
+    return resolved
+
+
 def clear_previous_run(storage: str | Path, name: str, replace: bool) -> None:
-    """Refuse to mix runs: an existing run of ``name`` (local summary or remote) is an error unless ``replace``."""
-    local = local_root(storage) / name
-    local_found = local.exists() and any(local.iterdir())
+    """Refuse to mix runs: an existing run of ``name`` (local summary or remote) is an error unless ``replace``.
+
+    Replacing removes only a neuroray run folder (it holds ``experiment.json``) directly inside the storage
+    root, and keeps the lock of the run that is replacing it."""
+    root = local_root(storage)
+    local = root / name
+    local_found = local.is_dir() and any(p.name != LOCK_FILE for p in local.iterdir())
     remote_found = False
     if is_uri(storage):
         check_writable(storage)  # a missing bucket / bad credentials: one clear line, here already
@@ -124,8 +144,19 @@ def clear_previous_run(storage: str | Path, name: str, replace: bool) -> None:
         where = [str(local)] * local_found + [join(str(storage), name)] * remote_found
         raise NeurorayError(f"{' and '.join(where)}: a run of {name!r} already exists; pass --resume to "
                             "continue it, --overwrite to replace it, or --storage to write elsewhere")
+    if remote_found:
+        marks = {i.base_name for i in fs.get_file_info(pafs.FileSelector(path))}
+        if not marks & {RUN_MARKER, "tuner.pkl"}:
+            raise NeurorayError(f"{join(str(storage), name)}: not a neuroray run folder (no {RUN_MARKER} or "
+                                "tuner.pkl); --overwrite removes only neuroray's own runs")
     if local_found:
-        shutil.rmtree(local)
+        for child in _own_run_folder(local, root).iterdir():
+            if child.name == LOCK_FILE:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     if remote_found:
         fs.delete_dir(path)
 

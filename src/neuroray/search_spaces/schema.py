@@ -123,8 +123,9 @@ class Matrix(Strict):
         if not v:
             raise ValueError("needs at least one arm")
         for name, overrides in v.items():
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
-                raise ValueError(f"arm name {name!r} may use letters, digits, _ . -")
+            if not SAFE_NAME.fullmatch(str(name)):
+                raise ValueError(f"arm name {name!r} may use letters, digits, _ . - and must start with a letter, "
+                                 "digit or _")
             if overrides is None:
                 v[name] = {}
         return v
@@ -171,6 +172,9 @@ class Resources(Strict):
         return v
 
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # one path component that is never '.', '..' or hidden
+
+
 class Smoke(Strict):
     """What ``--smoke`` changes: caps plus any dotted overrides, like an arm."""
 
@@ -181,7 +185,8 @@ class Smoke(Strict):
 
 
 class Experiment(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    # one safe path component: it names the run folder (never '.', '..', a hidden name or a path)
+    name: str = Field(max_length=120)
     description: str = ""
     data: Data
     phases: list[Phase] = Field(min_length=1)
@@ -193,6 +198,14 @@ class Experiment(Strict):
     resources: Resources = Field(default_factory=Resources)
     smoke: Smoke = Field(default_factory=Smoke)
     storage: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not SAFE_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} names the run folder: use letters, digits, _ . - starting with a letter, "
+                             "digit or _ (no '.', '..', leading dot or '/')")
+        return v
 
     @model_validator(mode="after")
     def _phase_chain(self) -> Experiment:

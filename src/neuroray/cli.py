@@ -187,22 +187,35 @@ def _run(args: argparse.Namespace) -> int:
     from neuroray.search_spaces.experiment import load
 
     loaded = load(args.experiment, smoke=args.smoke)  # validated before Ray starts
+    from neuroray.platform.run_lock import RunLock
     from neuroray.platform.runner import print_summary, run
-    from neuroray.platform.storage import clear_previous_run, local_root
+    from neuroray.platform.storage import check_writable, clear_previous_run, local_root
 
     run_dir = local_root(loaded.model.storage or args.storage) / loaded.name  # s3://… keeps its summary in runs/
     if args.resume and args.overwrite:
         raise NeurorayError("--resume and --overwrite exclude each other: continue the run, or replace it")
     if args.resume and not run_dir.is_dir():
         raise NeurorayError(f"--resume: {run_dir} does not exist; there is no run of {loaded.name!r} to continue")
-    if not args.resume:  # an earlier run here (local, or in s3://… storage) is an error unless replaced
-        # --smoke replaces a finished smoke run on its own, never an interrupted one
-        finished = (run_dir / "results.csv").is_file()
-        clear_previous_run(loaded.model.storage or args.storage, loaded.name,
-                           replace=args.overwrite or (args.smoke and finished))
-    summary = run(loaded, storage=args.storage, address=args.address, verbose=0 if args.quiet else 1,
-                  resume=args.resume)
+    check_writable(loaded.model.storage or args.storage)  # before the lock makes its folder
+    created = not run_dir.exists()
+    lock = RunLock(run_dir).acquire()  # a second run of this experiment into this storage stops here
+    try:
+        if not args.resume:  # an earlier run here (local, or in s3://… storage) is an error unless replaced
+            # --smoke replaces a finished smoke run on its own, never an interrupted one
+            finished = (run_dir / "results.csv").is_file()
+            clear_previous_run(loaded.model.storage or args.storage, loaded.name,
+                               replace=args.overwrite or (args.smoke and finished))
+        summary = run(loaded, storage=args.storage, address=args.address, verbose=0 if args.quiet else 1,
+                      resume=args.resume)
+    finally:
+        lock.release()
+        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # refused before anything was written: leave no folder behind
     print_summary(summary)
+    if summary.unrecovered:
+        print(f"error: --resume: {len(summary.unrecovered)} interrupted trial(s) could not be recovered "
+              f"({', '.join(summary.unrecovered)}); their rows say why", file=sys.stderr)
+        return 1
     return 0 if (summary.trials["status"] == "OK").any() else 1
 
 

@@ -100,6 +100,8 @@ def trial_histories(grid: tune.ResultGrid) -> pd.DataFrame:
         keep = [c for c in h.columns if c in ("training_iteration", "phase", "phase_epoch")
                 or str(c).startswith(_METRIC_PREFIXES)]
         h = h[keep].copy()
+        if "training_iteration" in h.columns:  # a trial resumed from an older checkpoint reports some epochs again
+            h = h.drop_duplicates("training_iteration", keep="last")
         h.insert(0, "trial_id", _trial_id(result))
         h.insert(1, "arm", cfg.get("arm"))
         h.insert(2, "seed", cfg.get("seed"))

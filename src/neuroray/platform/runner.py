@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,10 @@ from ray import tune
 
 from neuroray.datasets.eeg.prepare import make_config
 from neuroray.datasets.eeg.synthetic_hbn import write_synthetic_hbn
-from neuroray.datasets.shards import ShardSet, atomic_write, open_shard_set
+from neuroray.datasets.shards import ShardSet, atomic_write, open_shard_set, refuse_unless_replaceable
 from neuroray.datasets.synthetic import write_synthetic_eeg
 from neuroray.errors import ConfigError, NeurorayError, ShardSetError
-from neuroray.platform import report, session
+from neuroray.platform import report, resume_repair, session
 from neuroray.platform import storage as storage_mod
 from neuroray.platform.prepare import prepare_eeg, print_result
 from neuroray.platform.tune import run_experiment
@@ -36,21 +36,33 @@ class RunSummary:
     arms: pd.DataFrame
     seconds: float
     remote: str | None = None  # the run's folder in --storage s3://… (None for local storage)
+    unrecovered: list[str] = field(default_factory=list)  # --resume: interrupted trials that ended in ERROR
 
     @property
     def best(self) -> pd.Series | None:
         return report.best_trial(self.trials, self.metric, self.mode)
 
 
+def check_prepare_target(loaded: LoadedExperiment) -> None:
+    """Before Ray starts: ``data.shards`` with a ``data.prepare`` must be absent, an empty folder or a shard
+    set; a folder of the user's files (or a file) there is never replaced by a freshly prepared set."""
+    data = loaded.model.data
+    if data.prepare is not None:
+        refuse_unless_replaceable(Path(data.shards), what="data.shards")
+
+
 def _prepare(prep: SyntheticEEG | PrepareEEG | PrepareCommand, root: Path, address: str | None) -> None:
+    refuse_unless_replaceable(root, what="data.shards")
+    if root.is_dir():  # an empty folder (a shard set was opened instead): the prepare makes it anew
+        root.rmdir()
     print(f"preparing {prep.kind} shard set at {root} ...", flush=True)
     if isinstance(prep, SyntheticEEG):
-        write_synthetic_eeg(root, overwrite=root.exists(), **prep.model_dump(exclude={"kind"}))
+        write_synthetic_eeg(root, **prep.model_dump(exclude={"kind"}))
         return
     if isinstance(prep, PrepareCommand):
         from neuroray.datasets.commands import run_prepare
 
-        run_prepare(prep.kind, prep.args + (["--overwrite"] if root.exists() else []), root)
+        run_prepare(prep.kind, prep.args, root)
         # What made it, so a later run whose data.prepare says otherwise is refused, not silently served this.
         atomic_write(root / PREPARED_BY, lambda p: p.write_text(json.dumps(_prepared_by(prep), indent=2)))
         return
@@ -131,7 +143,7 @@ def check_storage(storage: str | Path) -> None:
     storage_mod.check_writable(storage)
 
 
-EXPERIMENT_FILE = "experiment.json"  # what this run folder runs: checked by --resume
+EXPERIMENT_FILE = storage_mod.RUN_MARKER  # what this run folder runs: checked by --resume
 
 
 def _identity(loaded: LoadedExperiment) -> dict[str, object]:
@@ -189,12 +201,14 @@ def run(loaded: LoadedExperiment, storage: str | Path = "runs", address: str | N
     start = time.time()
     target = loaded.model.storage or storage
     check_storage(target)
+    check_prepare_target(loaded)
     # with a URI, Tune writes there; the local summary goes to runs/<name> (platform/storage.py)
     remote = storage_mod.tune_storage_path(target) if storage_mod.is_uri(target) else None
     storage = storage_mod.local_root(target)
     run_dir = storage / loaded.name
+    tune_dir = storage_mod.join(remote, loaded.name) if remote else str(run_dir)
     if resume:
-        check_resumable(run_dir, loaded, storage_mod.join(remote, loaded.name) if remote else None)
+        check_resumable(run_dir, loaded, tune_dir if remote else None)
     conn = session.start(address)
     session.pin_data_actors_here()
     shard_set = ensure_shards(loaded, address)  # a bad shard set fails here, before the run folder exists
@@ -204,6 +218,7 @@ def run(loaded: LoadedExperiment, storage: str | Path = "runs", address: str | N
     print(f"neuroray: {loaded.name} on {conn.description}; {len(loaded.cells())} cells × "
           f"{loaded.model.search.num_samples} samples", flush=True)
     metric, mode = loaded.metric
+    interrupted = resume_repair.repair_snapshot(tune_dir) if resume else []
     grid = run_experiment(loaded, shard_set, storage, embedded=conn.embedded, verbose=verbose, resume=resume,
                           storage_uri=remote)
     # Ctrl-C / SIGTERM: Tune saved its state; the report waits for the full run
@@ -216,7 +231,9 @@ def run(loaded: LoadedExperiment, storage: str | Path = "runs", address: str | N
     arms = report.write_reports(run_dir, trials, loaded.name, metric, mode, loaded.arms,
                                 shards=str(shard_set.root.resolve()), history=history, baseline=loaded.baseline)
     remote_dir = storage_mod.upload_summary(run_dir, remote, loaded.name) if remote else None
-    return RunSummary(loaded.name, shard_set, run_dir, metric, mode, trials, arms, time.time() - start, remote_dir)
+    errored = set(trials.loc[trials["status"] != "OK", "trial_id"].astype(str))
+    return RunSummary(loaded.name, shard_set, run_dir, metric, mode, trials, arms, time.time() - start, remote_dir,
+                      unrecovered=[t for t in interrupted if t in errored])
 
 
 def print_summary(summary: RunSummary) -> None:

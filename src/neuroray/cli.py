@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("experiment", help="experiments/….yaml")
     r.add_argument("--address", default=None, help="auto | HOST:PORT of a running Ray; default: embedded Ray "
                    "(or RAY_ADDRESS, as set by `ray job submit`)")
-    r.add_argument("--storage", default="runs", help="run folder root (default: runs/)")
+    r.add_argument("--storage", default=None,
+                   help="run folder root: a folder or s3://BUCKET/PREFIX (default: the file's storage: key, else runs/)")
     r.add_argument("--smoke", action="store_true", help="tiny epochs/samples/seeds, run folder <name>-smoke")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run folder of this experiment")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run of this experiment: finished "
@@ -191,21 +192,22 @@ def _run(args: argparse.Namespace) -> int:
     from neuroray.platform.runner import print_summary, run
     from neuroray.platform.storage import check_writable, clear_previous_run, local_root
 
-    run_dir = local_root(loaded.model.storage or args.storage) / loaded.name  # s3://… keeps its summary in runs/
+    storage = args.storage or loaded.model.storage or "runs"  # the command line wins over the file's storage:
+    run_dir = local_root(storage) / loaded.name  # s3://… keeps its summary in runs/
     if args.resume and args.overwrite:
         raise NeurorayError("--resume and --overwrite exclude each other: continue the run, or replace it")
     if args.resume and not run_dir.is_dir():
         raise NeurorayError(f"--resume: {run_dir} does not exist; there is no run of {loaded.name!r} to continue")
-    check_writable(loaded.model.storage or args.storage)  # before the lock makes its folder
+    check_writable(storage)  # before the lock makes its folder
     created = not run_dir.exists()
     lock = RunLock(run_dir).acquire()  # a second run of this experiment into this storage stops here
     try:
         if not args.resume:  # an earlier run here (local, or in s3://… storage) is an error unless replaced
             # --smoke replaces a finished smoke run on its own, never an interrupted one
             finished = (run_dir / "results.csv").is_file()
-            clear_previous_run(loaded.model.storage or args.storage, loaded.name,
+            clear_previous_run(storage, loaded.name,
                                replace=args.overwrite or (args.smoke and finished))
-        summary = run(loaded, storage=args.storage, address=args.address, verbose=0 if args.quiet else 1,
+        summary = run(loaded, storage=storage, address=args.address, verbose=0 if args.quiet else 1,
                       resume=args.resume)
     finally:
         lock.release()

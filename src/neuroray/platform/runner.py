@@ -196,10 +196,12 @@ def _unfinished(grid: tune.ResultGrid, expected: int) -> int:
                                                 for s in states)
 
 
-def run(loaded: LoadedExperiment, storage: str | Path = "runs", address: str | None = None,
+def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: str | None = None,
         verbose: int = 1, resume: bool = False) -> RunSummary:
+    """Run every trial of the experiment and write its results and report; ``storage`` (a folder or a URI)
+    wins over the file's ``storage:`` key, which wins over ``runs/``."""
     start = time.time()
-    target = loaded.model.storage or storage
+    target = storage or loaded.model.storage or "runs"
     check_storage(target)
     check_prepare_target(loaded)
     # with a URI, Tune writes there; the local summary goes to runs/<name> (platform/storage.py)

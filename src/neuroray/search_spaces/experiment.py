@@ -19,12 +19,46 @@ from neuroray.search_spaces.schema import Experiment, allowed_keys
 from neuroray.trainables import base as registry
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """Safe loading, minus two traps: an alias (``*a``) can expand a few hundred bytes into gigabytes
+    ("billion laughs"), and a repeated key silently replaces the first (an arm or all phases vanish)."""
+
+    source = ""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{self.source}:{mark.line + 1}:{mark.column + 1}: YAML aliases (*name) are not "
+                              "allowed in experiment files; write the value out (arms override keys instead)")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise ConfigError(f"{self.source}:{line}: duplicate key {key!r} (first at line {seen[key]}); "
+                                  "each key may appear once in a mapping")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_strict(text: str, source: str) -> Any:
+    loader = _StrictLoader(text)
+    loader.source = source
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: experiment file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = _load_strict(path.read_text(), str(path))
     except yaml.constructor.ConstructorError as e:  # !!python/object and friends: safe loading refuses them
         mark = e.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

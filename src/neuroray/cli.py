@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--address", default=None, help="auto | HOST:PORT of a running Ray; default: embedded Ray "
                    "(or RAY_ADDRESS, as set by `ray job submit`)")
     r.add_argument("--storage", default=None,
-                   help="run folder root: a folder or s3://BUCKET/PREFIX (default: the file's storage: key, else runs/)")
+                   help="run root, a folder or s3://BUCKET/PREFIX (default: the file's storage: key, else runs/)")
     r.add_argument("--smoke", action="store_true", help="tiny epochs/samples/seeds, run folder <name>-smoke")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run folder of this experiment")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run of this experiment: finished "

@@ -109,16 +109,44 @@ def _check_prepared_as_asked(prep: SyntheticEEG | PrepareEEG | PrepareCommand, s
                           "data.shards elsewhere")
 
 
-def ensure_shards(loaded: LoadedExperiment, address: str | None = None) -> ShardSet:
-    """Open the experiment's shard set, preparing it first when the file says how."""
+_NUMERIC = ("int", "uint", "float", "double", "halffloat", "bool")
+_WHOLE = ("int", "uint", "bool")
+
+
+def _check_columns(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
+    """Every column a phase or an hparam names exists in the shard set, with a type its task can take."""
+    columns: dict[str, Any] = shard_set.manifest.get("columns", {})
+    listing = ", ".join(c for c in columns if c != "x")
+    numeric = ", ".join(c for c, d in columns.items() if c != "x" and str(d.get("dtype", "")).startswith(_NUMERIC))
+
+    def need(key: str, column: str, whole: bool = False) -> None:
+        if column not in columns:
+            raise ConfigError(f"{key}: column {column!r} is not in {shard_set.root}; columns: {listing}")
+        dtype = str(columns[column].get("dtype", ""))
+        if not dtype.startswith(_WHOLE if whole else _NUMERIC):
+            kind = "whole-number (class) column" if whole else "numeric column"
+            raise ConfigError(f"{key}: column {column!r} holds {dtype}; this needs a {kind}. Numeric columns: "
+                              f"{numeric}")
+
+    for arm in loaded.arms:
+        for phase in loaded.resolve(arm, loaded.model.matrix.seed[0]).phases:
+            where = f"phases.{phase.name}" + (f" (arm {arm})" if len(loaded.arms) > 1 else "")
+            hp = phase.hparams or {}
+            if phase.target:
+                need(f"{where}.target", phase.target, whole="n_classes" in registry.hparam_fields(phase.trainable))
+            for key in ("aux_target", "adversary_column"):
+                if hp.get(key):
+                    need(f"{where}.hparams.{key}", str(hp[key]))
+            for key in ("cond_columns", "target_columns"):
+                for column in filter(None, (c.strip() for c in str(hp.get(key) or "").split(","))):
+                    need(f"{where}.hparams.{key}", column)
+
+
+def _check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
+    """What an experiment needs of an opened shard set: as data.prepare says, rows in train and val, the
+    modality of every trainable, every column named."""
     data = loaded.model.data
     root = Path(data.shards)
-    if not (root / "manifest.json").is_file():
-        if data.prepare is None:
-            raise NeurorayError(f"data.shards: {root} has no shard set and the experiment has no "
-                                "data.prepare; run `neuroray prepare ...` first or add data.prepare")
-        _prepare(data.prepare, root, address)
-    shard_set = open_shard_set(root, verify=data.verify)
     if data.prepare is not None:
         _check_prepared_as_asked(data.prepare, shard_set)
     # A prepare with fewer than 3 subjects/sessions may leave val (or test) empty; Ray Data would then
@@ -132,9 +160,30 @@ def ensure_shards(loaded: LoadedExperiment, address: str | None = None) -> Shard
         if want != shard_set.manifest["modality"]:
             raise ConfigError(f"phases.{phase.name}.trainable: {phase.trainable!r} takes {want!r} data; "
                               f"{root} holds {shard_set.manifest['modality']!r}")
-        if phase.target and phase.target not in shard_set.manifest["columns"]:
-            raise ConfigError(f"phases.{phase.name}.target: column {phase.target!r} is not in {root}; "
-                              f"columns: {', '.join(shard_set.manifest['columns'])}")
+    _check_columns(loaded, shard_set)
+
+
+def existing_shards(loaded: LoadedExperiment) -> ShardSet | None:
+    """The experiment's shard set when it already exists, opened, verified and checked (before Ray starts)."""
+    data = loaded.model.data
+    if not (Path(data.shards) / "manifest.json").is_file():
+        return None
+    shard_set = open_shard_set(Path(data.shards), verify=data.verify)
+    _check_shard_set(loaded, shard_set)
+    return shard_set
+
+
+def ensure_shards(loaded: LoadedExperiment, address: str | None = None) -> ShardSet:
+    """Open the experiment's shard set, preparing it first when the file says how."""
+    data = loaded.model.data
+    root = Path(data.shards)
+    if not (root / "manifest.json").is_file():
+        if data.prepare is None:
+            raise NeurorayError(f"data.shards: {root} has no shard set and the experiment has no "
+                                "data.prepare; run `neuroray prepare ...` first or add data.prepare")
+        _prepare(data.prepare, root, address)
+    shard_set = open_shard_set(root, verify=data.verify)
+    _check_shard_set(loaded, shard_set)
     return shard_set
 
 
@@ -211,9 +260,10 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
     tune_dir = storage_mod.join(remote, loaded.name) if remote else str(run_dir)
     if resume:
         check_resumable(run_dir, loaded, tune_dir if remote else None)
+    existing = existing_shards(loaded)  # an existing set is verified and checked before Ray starts
     conn = session.start(address)
     session.pin_data_actors_here()
-    shard_set = ensure_shards(loaded, address)  # a bad shard set fails here, before the run folder exists
+    shard_set = existing or ensure_shards(loaded, address)  # a bad set fails before the run folder exists
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / EXPERIMENT_FILE, lambda p: p.write_text(json.dumps(_identity(loaded), indent=2)))

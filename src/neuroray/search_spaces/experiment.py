@@ -256,8 +256,8 @@ def _smoke(raw: dict[str, Any], model: Experiment) -> dict[str, Any]:
 
 
 def _probes(space: dict[str, distributions.Param]) -> list[dict[str, Any]]:
-    """Parameter sets that together touch every choice of every parameter, honouring conditions."""
-    width = max([len(p.dist.choices) for p in space.values() if p.dist.kind == "choice"] or [1])
+    """Parameter sets that together touch every choice and both bounds of every parameter, honouring conditions."""
+    width = max([len(p.dist.choices) for p in space.values() if p.dist.kind == "choice"] + [2 if space else 1])
     out = []
     for i in range(width):
         sampled: dict[str, Any] = {}

@@ -104,7 +104,7 @@ class Phase(Strict):
 
 class Matrix(Strict):
     arm: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": dict[str, Any]()})
-    seed: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seed: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
     baseline: str | None = None  # the arm every other arm is compared against (default: the first)
 
     @model_validator(mode="after")

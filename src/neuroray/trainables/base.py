@@ -8,25 +8,41 @@ This module imports no Ray.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import lightning as L
 import torch
+from annotated_types import Ge, Gt, Lt
 
 from neuroray.datasets.spec import Spec
 from neuroray.errors import ConfigError
 
+# Limits on hyper-parameters, checked by ``validate_hparams`` before Ray starts (and on every search-space
+# bound, through the probes of search_spaces.experiment): a bad value costs one error line, not N errored trials.
+PositiveInt = Annotated[int, Ge(1)]
+NonNegativeInt = Annotated[int, Ge(0)]
+ClassCount = Annotated[int, Ge(2)]
+PositiveFloat = Annotated[float, Gt(0)]
+NonNegativeFloat = Annotated[float, Ge(0)]
+Fraction = Annotated[float, Ge(0), Lt(1)]  # dropout, label smoothing: 0 ≤ p < 1
+OpenFraction = Annotated[float, Gt(0), Lt(1)]  # a share that must leave something on both sides
+
 
 @dataclass
 class TaskHparams:
-    """Hyper-parameters every task takes; subclasses add their own fields."""
+    """Hyper-parameters every task takes; subclasses add their own fields (with limits, as below) and may
+    override ``check`` for rules between fields."""
 
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 1e-4
+
+    def check(self) -> None:
+        """Raise ``ValueError('key: what is wrong; what is allowed')`` for a combination that cannot work."""
 
 
 class Task(L.LightningModule):
@@ -125,9 +141,41 @@ def describe_type(annotation: Any) -> str:
 
 
 def hparam_fields(name: str) -> dict[str, Any]:
+    """Every hyper-parameter of trainable ``name`` with its type (limits stripped)."""
     cls = get(name).Hparams
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+_LIMIT_TEXT = {Ge: ">=", Gt: ">", Lt: "<"}
+_LIMIT_FIELD = {Ge: "ge", Gt: "gt", Lt: "lt"}
+
+
+def _bound(limit: Any) -> float:
+    return float(getattr(limit, _LIMIT_FIELD[type(limit)]))
+
+
+def _limits(name: str) -> dict[str, list[Any]]:
+    hints = typing.get_type_hints(get(name).Hparams, include_extras=True)
+    out: dict[str, list[Any]] = {}
+    for key, hint in hints.items():
+        for arg in (hint, *typing.get_args(hint)):  # Annotated[...] alone or inside `X | None`
+            if typing.get_origin(arg) is Annotated:
+                out.setdefault(key, []).extend(m for m in arg.__metadata__ if type(m) in _LIMIT_TEXT)
+    return out
+
+
+def _limit_problem(value: Any, limits: list[Any]) -> str | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if math.isnan(value) or math.isinf(value):
+        return "must be a finite number"
+    for limit in limits:
+        bound = _bound(limit)
+        ok = {Ge: value >= bound, Gt: value > bound, Lt: value < bound}[type(limit)]
+        if not ok:
+            return "must be " + " and ".join(f"{_LIMIT_TEXT[type(m)]} {_bound(m):g}" for m in limits)
+    return None
 
 
 def validate_hparams(name: str, values: Mapping[str, Any], where: str = "hparams") -> TaskHparams:
@@ -139,8 +187,18 @@ def validate_hparams(name: str, values: Mapping[str, Any], where: str = "hparams
                               f"allowed: {', '.join(sorted(fields))}")
         if not _type_ok(value, fields[key]):
             raise ConfigError(f"{where}.{key}: {value!r} is not {describe_type(fields[key])}")
+    limits = _limits(name)
     coerced = {k: float(v) if fields[k] is float else v for k, v in values.items()}
-    return get(name).Hparams(**coerced)
+    hp = get(name).Hparams(**coerced)
+    for key in fields:  # defaults too: an arm may combine a given value with a default that clashes
+        problem = _limit_problem(getattr(hp, key), limits.get(key, []))
+        if problem:
+            raise ConfigError(f"{where}.{key}: {getattr(hp, key)!r} {problem} (trainable {name!r})")
+    try:
+        hp.check()
+    except ValueError as e:
+        raise ConfigError(f"{where}.{e} (trainable {name!r})") from None
+    return hp
 
 
 def build(name: str, spec: Spec, hparams: Mapping[str, Any] | None = None, target: str | None = None) -> Task:

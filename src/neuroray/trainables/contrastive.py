@@ -16,17 +16,17 @@ import torch
 from torch import nn
 
 from neuroray.datasets.spec import EEGWindowSpec
-from neuroray.trainables.base import TaskHparams, register
+from neuroray.trainables.base import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, TaskHparams, register
 from neuroray.trainables.eeg import EEGEncoderHparams, EEGTask
 
 
 @dataclass
 class ContrastiveHparams(EEGEncoderHparams):
-    proj_dim: int = 32
-    temperature: float = 0.1  # initial value; learned
-    noise: float = 0.1
-    channel_dropout: float = 0.1
-    max_shift_s: float = 0.05
+    proj_dim: PositiveInt = 32
+    temperature: PositiveFloat = 0.1  # initial value; learned
+    noise: NonNegativeFloat = 0.1
+    channel_dropout: Fraction = 0.1
+    max_shift_s: NonNegativeFloat = 0.05
 
 
 def positive_mask(stimulus: torch.Tensor | None, time_s: torch.Tensor | None, n: int) -> torch.Tensor:

@@ -20,7 +20,16 @@ from torchmetrics import PearsonCorrCoef
 from neuroray.datasets.spec import EEGWindowSpec
 from neuroray.errors import ConfigError
 from neuroray.trainables import braindecode_encoders
-from neuroray.trainables.base import Task, TaskHparams, register
+from neuroray.trainables.base import (
+    ClassCount,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    Task,
+    TaskHparams,
+    register,
+)
 from neuroray.trainables.metrics import NRMSE, ClassificationMetrics
 
 
@@ -86,11 +95,11 @@ class EEGEncoderHparams(TaskHparams):
     ``aux_target``: a numeric column regressed from the features with weight ``aux_weight`` ('' = none)."""
 
     encoder: EncoderName = "shallow"
-    n_filters: int = 16
-    dropout: float = 0.1
+    n_filters: PositiveInt = 16
+    dropout: Fraction = 0.1
     aux_target: str = ""
-    aux_weight: float = 0.15
-    freeze_epochs: int = 0
+    aux_weight: NonNegativeFloat = 0.15
+    freeze_epochs: NonNegativeInt = 0
 
 
 class EEGTask(Task):
@@ -185,8 +194,8 @@ class EEGRegressor(EEGTask):
 
 @dataclass
 class EEGClassifierHparams(EEGEncoderHparams):
-    n_classes: int = 2
-    label_smoothing: float = 0.0
+    n_classes: ClassCount = 2
+    label_smoothing: Fraction = 0.0
 
 
 @register

@@ -18,7 +18,7 @@ from torchmetrics import MeanMetric
 
 from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
-from neuroray.trainables.base import Task, TaskHparams, register
+from neuroray.trainables.base import Fraction, PositiveFloat, PositiveInt, Task, TaskHparams, register
 
 # Bounds on the predicted log-variance: exp(-10) is far below any position error we can measure and
 # exp(10) far above the area; without them one outlier batch can push the NLL to inf/NaN.
@@ -47,10 +47,10 @@ class RFLocalizerHparams(TaskHparams):
     """
 
     target_columns: str = "pos_x,pos_y"
-    n_filters: int = 32
-    n_blocks: int = 3
-    dropout: float = 0.1
-    position_scale: float = 1.0
+    n_filters: PositiveInt = 32
+    n_blocks: PositiveInt = 3
+    dropout: Fraction = 0.1
+    position_scale: PositiveFloat = 1.0
     log_input: bool = False
 
 

@@ -15,15 +15,15 @@ from torch import nn
 
 from neuroray.datasets.spec import EEGWindowSpec
 from neuroray.errors import ConfigError
-from neuroray.trainables.base import TaskHparams, register
+from neuroray.trainables.base import OpenFraction, PositiveFloat, PositiveInt, TaskHparams, register
 from neuroray.trainables.eeg import EEGEncoderHparams, EEGTask
 
 
 @dataclass
 class MaskedPretrainHparams(EEGEncoderHparams):
-    mask_ratio: float = 0.5
-    patch_chans: int = 4  # channels per patch
-    patch_s: float = 0.25  # seconds per patch
+    mask_ratio: OpenFraction = 0.5
+    patch_chans: PositiveInt = 4  # channels per patch
+    patch_s: PositiveFloat = 0.25  # seconds per patch
 
 
 def patch_mask(batch: int, n_chans: int, n_times: int, patch_c: int, patch_t: int, ratio: float,

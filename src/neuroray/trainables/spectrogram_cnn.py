@@ -14,18 +14,18 @@ from torch import nn
 
 from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
-from neuroray.trainables.base import Task, TaskHparams, register
+from neuroray.trainables.base import ClassCount, Fraction, NonNegativeInt, PositiveInt, Task, TaskHparams, register
 from neuroray.trainables.metrics import ClassificationMetrics
 from neuroray.trainables.trial_subset import subset_spec
 
 
 @dataclass
 class SpectrogramCNNHparams(TaskHparams):
-    n_classes: int = 2
-    width: int = 32
-    dropout: float = 0.2
-    label_smoothing: float = 0.0
-    n_trials: int = 0  # read the first n trials of each stored sequence (0 = all); 1 = a single-trial 2-D CNN
+    n_classes: ClassCount = 2
+    width: PositiveInt = 32
+    dropout: Fraction = 0.2
+    label_smoothing: Fraction = 0.0
+    n_trials: NonNegativeInt = 0  # the first n trials of each stored sequence (0 = all); 1 = a single-trial 2-D CNN
 
 
 @register

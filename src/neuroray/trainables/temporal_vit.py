@@ -17,7 +17,17 @@ from torch.nn import functional as F
 
 from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
-from neuroray.trainables.base import Task, TaskHparams, register
+from neuroray.trainables.base import (
+    ClassCount,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Task,
+    TaskHparams,
+    register,
+)
 from neuroray.trainables.metrics import ClassificationMetrics
 from neuroray.trainables.trial_subset import augment_sequences, subset_spec
 
@@ -103,23 +113,28 @@ class TemporalViTHparams(TaskHparams):
     (an additive offset in log power) that otherwise separates sessions more than classes.
     """
 
-    n_classes: int = 2
-    embed_dim: int = 64
-    depth: int = 4
-    n_heads: int = 4
-    mlp_ratio: float = 2.0
-    trial_patch: int = 1
-    freq_patch: int = 4
-    time_patch: int = 4
+    n_classes: ClassCount = 2
+    embed_dim: PositiveInt = 64
+    depth: PositiveInt = 4
+    n_heads: PositiveInt = 4
+    mlp_ratio: PositiveFloat = 2.0
+    trial_patch: PositiveInt = 1
+    freq_patch: PositiveInt = 4
+    time_patch: PositiveInt = 4
     pad_to_patch: bool = False
-    dropout: float = 0.0
-    drop_path: float = 0.1
-    layer_scale_init: float = 0.1
-    label_smoothing: float = 0.0
+    dropout: Fraction = 0.0
+    drop_path: Fraction = 0.1
+    layer_scale_init: NonNegativeFloat = 0.1
+    label_smoothing: Fraction = 0.0
     class_weights: str = ""
     standardize_input: bool = True
-    n_trials: int = 0  # read the first n trials of each stored sequence (0 = all)
+    n_trials: NonNegativeInt = 0  # read the first n trials of each stored sequence (0 = all)
     augment: bool = False  # train-time trial-order shuffle + time masking
+
+    def check(self) -> None:
+        if self.embed_dim % self.n_heads:
+            raise ValueError(f"embed_dim: {self.embed_dim} is not divisible by n_heads={self.n_heads}; choose an "
+                             "embed_dim that is a multiple of n_heads")
 
 
 def _grid(spec: SpectrogramSpec, hp: TemporalViTHparams) -> tuple[tuple[int, int, int], tuple[int, int, int]]:

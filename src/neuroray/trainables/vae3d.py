@@ -22,7 +22,15 @@ from torchmetrics import MeanMetric
 
 from neuroray.datasets.spec import VolumeSpec
 from neuroray.errors import ConfigError
-from neuroray.trainables.base import Task, TaskHparams, register
+from neuroray.trainables.base import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Task,
+    TaskHparams,
+    register,
+)
 
 BetaSchedule = Literal["constant", "linear", "cyclical"]
 
@@ -38,19 +46,19 @@ class VAE3DHparams(TaskHparams):
     the schedule, starting from ``beta``. ``cond_columns``: comma-separated numeric batch columns (NaN → 0).
     """
 
-    latent_dim: int = 32
-    base_channels: int = 16
-    max_channels: int = 128
-    depth: int = 3
+    latent_dim: PositiveInt = 32
+    base_channels: PositiveInt = 16
+    max_channels: PositiveInt = 128
+    depth: PositiveInt = 3
     cond_columns: str = ""
-    beta: float = 1.0
+    beta: NonNegativeFloat = 1.0
     beta_schedule: BetaSchedule = "linear"
-    beta_warmup_epochs: int = 10
-    kl_target: float | None = None
-    kl_kp: float = 0.1
-    kl_ki: float = 0.01
+    beta_warmup_epochs: NonNegativeInt = 10
+    kl_target: PositiveFloat | None = None
+    kl_kp: NonNegativeFloat = 0.1
+    kl_ki: NonNegativeFloat = 0.01
     adversary_column: str = ""
-    adversary_weight: float = 0.1
+    adversary_weight: NonNegativeFloat = 0.1
 
 
 def scheduled_beta(schedule: BetaSchedule, beta: float, warmup_epochs: int, epoch: float) -> float:

@@ -19,7 +19,7 @@ from neuroray.errors import ConfigError, NeurorayError, ShardSetError
 from neuroray.platform import report, resume_repair, session
 from neuroray.platform import storage as storage_mod
 from neuroray.platform.prepare import prepare_eeg, print_result
-from neuroray.platform.tune import run_experiment
+from neuroray.platform.tune import check_resources, run_experiment
 from neuroray.search_spaces.experiment import LoadedExperiment
 from neuroray.search_spaces.schema import PrepareCommand, PrepareEEG, SyntheticEEG
 from neuroray.trainables import base as registry
@@ -262,6 +262,7 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
         check_resumable(run_dir, loaded, tune_dir if remote else None)
     existing = existing_shards(loaded)  # an existing set is verified and checked before Ray starts
     conn = session.start(address)
+    check_resources(loaded, conn.embedded)
     session.pin_data_actors_here()
     shard_set = existing or ensure_shards(loaded, address)  # a bad set fails before the run folder exists
     if not resume:

@@ -80,6 +80,31 @@ def pin_data_actors_here() -> None:
     get_or_create_autoscaling_coordinator()
 
 
+JOIN_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout: float = JOIN_TIMEOUT_S) -> None:
+    """``HOST:PORT`` of a Ray head must answer within ``timeout``; Ray itself retries for minutes.
+    ``auto``, ``local`` and ``ray://`` addresses are left to Ray (they fail fast or have their own timeout)."""
+    import socket
+
+    from neuroray.errors import NeurorayError
+
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise NeurorayError(f"--address {address}: not HOST:PORT (the head's GCS address, e.g. 10.0.0.5:6379), "
+                            "'auto' or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except OSError as e:
+        raise NeurorayError(f"--address {address}: no Ray head answers there within {timeout:g} s "
+                            f"({e.strerror or type(e).__name__}); start one with `ray start --head` or leave "
+                            "out --address for an embedded Ray") from None
+
+
 @dataclass(frozen=True)
 class Connection:
     description: str
@@ -89,10 +114,12 @@ class Connection:
 def start(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> Connection:
     """Connect to Ray. Reuses an already-initialized (embedded) Ray, as the test session does."""
     apply_default_env()
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_reachable(address)  # a dead address: one line in seconds, not minutes of Ray's retries
     if ray.is_initialized():
         configure_data_context()
         return Connection("the already-initialized Ray", embedded=True)
-    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         _init(address=address, logging_level=logging.WARNING, log_to_driver=True)
         configure_data_context()

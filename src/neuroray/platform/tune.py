@@ -137,6 +137,32 @@ def _scheduler(exp: Experiment) -> TrialScheduler:
     return FIFOScheduler()
 
 
+def trial_request(exp: Experiment) -> dict[str, float]:
+    """What one trial holds at once, summed over its workers (the driver's token CPU included)."""
+    r = exp.resources
+    cpu = r.cpus_per_worker * r.workers + (DRIVER_CPU if choose_engine(exp) == "torchtrainer" else 0.0)
+    return {"CPU": cpu, "GPU": r.gpus_per_worker * r.workers, **r.driver_resources}
+
+
+def check_resources(loaded: LoadedExperiment, embedded: bool) -> None:
+    """A trial that asks for more than Ray has would wait forever: refused on embedded Ray (its resources are
+    all there is); on a joined cluster, said once (the autoscaler may still add nodes that have it)."""
+    have = ray.cluster_resources()
+    for arm in loaded.arms:
+        exp = loaded.resolve(arm, loaded.model.matrix.seed[0])
+        short = {k: (v, have.get(k, 0.0)) for k, v in trial_request(exp).items() if v > have.get(k, 0.0) + 1e-9}
+        if not short:
+            continue
+        what = ", ".join(f"{k} {need:g} (Ray has {got:g})" for k, (need, got) in short.items())
+        where = f"resources (arm {arm})" if len(loaded.arms) > 1 else "resources"
+        if embedded:
+            raise ConfigError(f"{where}: a trial needs {what}; this machine's Ray cannot give it, so the trial "
+                              "would wait forever. Lower workers / cpus_per_worker / gpus_per_worker, or join a "
+                              "cluster that has it with --address")
+        print(f"note: {where}: a trial needs {what} that no node has now; it waits until the autoscaler adds "
+              "a node that has it (`ray status` shows the pending demand)", flush=True)
+
+
 def max_concurrency(exp: Experiment, embedded: bool) -> int:
     if exp.resources.max_concurrent_trials:
         return exp.resources.max_concurrent_trials

@@ -184,6 +184,18 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove_empty(folder: Path, top: Path | None) -> None:
+    """Remove ``folder`` and its parents up to ``top`` (the first one this run made) while they are empty."""
+    if top is None:
+        return
+    for path in [folder, *folder.parents]:
+        if not path.is_dir() or any(path.iterdir()):
+            return
+        path.rmdir()
+        if path == top:
+            return
+
+
 def _run(args: argparse.Namespace) -> int:
     from neuroray.search_spaces.experiment import load
 
@@ -199,7 +211,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume and not run_dir.is_dir():
         raise NeurorayError(f"--resume: {run_dir} does not exist; there is no run of {loaded.name!r} to continue")
     check_writable(storage)  # before the lock makes its folder
-    created = not run_dir.exists()
+    made = next((p for p in reversed([run_dir, *run_dir.parents]) if not p.exists()), None)  # top folder made
     lock = RunLock(run_dir).acquire()  # a second run of this experiment into this storage stops here
     try:
         if not args.resume:  # an earlier run here (local, or in s3://… storage) is an error unless replaced
@@ -211,8 +223,7 @@ def _run(args: argparse.Namespace) -> int:
                       resume=args.resume)
     finally:
         lock.release()
-        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # refused before anything was written: leave no folder behind
+        _remove_empty(run_dir, made)  # refused before anything was written: leave no folder behind
     print_summary(summary)
     if summary.unrecovered:
         print(f"error: --resume: {len(summary.unrecovered)} interrupted trial(s) could not be recovered "

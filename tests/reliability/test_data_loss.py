@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 import yaml
 
-from neuroray.cli import main
 from neuroray.platform.run_lock import RunLock
 from neuroray.platform.storage import LOCK_FILE
 
@@ -170,7 +169,9 @@ def test_a_second_concurrent_run_is_refused_within_seconds(small_eeg: Path, tmp_
             assert str(runs / "loss") in line
         assert time.time() - started < 10  # refused before Ray starts, three times over
         assert json.loads(lock.read_text())["pid"] == first.pid  # the first run's lock and folder stand
-        assert (runs / "loss" / "experiment.json").is_file() or first.poll() is None
+        # once Tune runs, SIGTERM takes the CLI's way out (Tune saves its state), which releases the lock
+        _wait_for((runs / "loss" / "experiment.json").is_file, 120, "experiment.json", first)
+        time.sleep(2)
     finally:
         os.killpg(first.pid, signal.SIGTERM)
         try:

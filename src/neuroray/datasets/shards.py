@@ -224,10 +224,11 @@ def tensor_column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(col.to_numpy_ndarray(), dtype=np.float32)
 
 
-def _check_parquet(path: Path) -> None:
-    """The footer must parse: a corrupt shard fails here with its name, not deep inside a Ray Data read."""
+def _check_parquet(path: Path) -> int:
+    """The footer must parse: a corrupt shard fails here with its name, not deep inside a Ray Data read.
+    Returns the rows the footer holds."""
     try:
-        pq.read_metadata(path)
+        return int(pq.read_metadata(path).num_rows)
     except (pa.ArrowException, OSError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ShardSetError(f"{path}: not a readable Parquet file ({reason}); the shard is corrupt. "
@@ -254,6 +255,7 @@ def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: st
     if verify not in ("sha256", "size", "none"):
         raise ShardSetError(f"verify={verify!r}; allowed: sha256, size, none")
     sizes = manifest.get("sizes", {})  # absent in shard sets written before sizes were recorded
+    footer_rows: dict[str, int] = {}
     for rel, digest in manifest.get("files", {}).items():
         path = root / rel
         if not path.is_file():
@@ -266,7 +268,14 @@ def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: st
         if verify == "sha256" and sha256_file(path) != digest:
             raise ShardSetError(f"{path}: checksum differs from {MANIFEST}; the file changed or is corrupt. "
                                 "Re-run `neuroray prepare` for this shard set")
-        _check_parquet(path)
+        split = rel.split("/", 1)[0]
+        footer_rows[split] = footer_rows.get(split, 0) + _check_parquet(path)
+    if verify != "none":  # a metric computed on fewer rows than the manifest promises would look fine
+        for split, rows in (manifest.get("rows") or {}).items():
+            if int(rows) != footer_rows.get(split, 0):
+                raise ShardSetError(f"{root}: split {split!r} holds {footer_rows.get(split, 0)} rows in its Parquet "
+                                    f"files, {MANIFEST} says {rows}; a shard was replaced or cut. Re-run "
+                                    "`neuroray prepare` for this shard set")
     shard_set = ShardSet(root=root, manifest=manifest)
     if expect_spec is not None and shard_set.spec != expect_spec:
         raise ShardSetError(f"{root}: spec {shard_set.spec.to_dict()} differs from the experiment's "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,23 @@ def _checkpoint_path(result: tune.Result, history: pd.DataFrame, metric: str, mo
     return None
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_text(error: BaseException) -> str:
+    """The cause of a trial's failure in one line: Ray wraps it (``ray::ImplicitFunc.train() (pid=…)`` in
+    colour, then a traceback); the row shows the exception's own type and message instead."""
+    cause: BaseException = error
+    while isinstance(inner := getattr(cause, "cause", None), BaseException) and inner is not cause:
+        cause = inner
+    if cause is not error:
+        text = f"{type(cause).__name__}: {cause}"
+    else:
+        lines = [line for line in _ANSI.sub("", str(error)).splitlines() if line.strip()]
+        text = lines[-1] if lines else type(error).__name__
+    return " ".join(_ANSI.sub("", text).split())[:300]
+
+
 def _trial_id(result: tune.Result) -> str:
     return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
 
@@ -80,7 +98,7 @@ def trial_rows(grid: tune.ResultGrid, metric: str, mode: str) -> pd.DataFrame:
                     row[col] = float(best[col])
             row["best_epoch"] = int(best["training_iteration"])
         row["checkpoint"] = _checkpoint_path(result, history, metric, mode)
-        row["error"] = str(result.error).splitlines()[0][:300] if result.error else ""
+        row["error"] = error_text(result.error) if result.error else ""
         rows.append(row)
     df = pd.DataFrame(rows)
     if metric not in df:

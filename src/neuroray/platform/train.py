@@ -58,13 +58,22 @@ class Batches:
                                                                      **kwargs))
         return next(batches, _END), batches
 
+    def _finite(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A NaN in ``x`` turns every metric into NaN and the trial into a silent "OK" without a score."""
+        x = batch.get("x")
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise NeurorayError(f"split {self.split!r}: x holds NaN or inf values (batch of epoch {self.epoch}); "
+                                "the shard set was written or edited outside neuroray's prepare. Prepare it again")
+        return batch
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         ahead, self._ahead = self._ahead, None
         first, batches = ahead.result() if ahead is not None else self._open()
         if first is _END:
             return
-        yield first
-        yield from batches
+        yield self._finite(first)
+        for batch in batches:
+            yield self._finite(batch)
         if self.epochs is not None and self.epoch < self.epochs:
             self._ahead = _Ahead(self._open)
 

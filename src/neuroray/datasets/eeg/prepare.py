@@ -116,6 +116,14 @@ def make_config(target: str = "challenge1", tasks: list[str] | None = None, sfre
     for name, value in (("window_s", windowing.window_s), ("stride_s", windowing.stride_s or 1.0)):
         if value <= 0:
             raise NeurorayError(f"{name}={value}: must be > 0 seconds")
+    if not sfreq > 0:
+        raise NeurorayError(f"--sfreq {sfreq}: must be > 0 Hz (the rate windows are resampled to)")
+    for flag, freq in (("--l-freq", l_freq), ("--h-freq", h_freq), ("--notch", notch)):
+        if freq is not None and freq < 0:
+            raise NeurorayError(f"{flag} {freq}: must be >= 0 Hz (0 or none switches that filter off)")
+    if l_freq and h_freq and l_freq >= h_freq:
+        raise NeurorayError(f"--l-freq {l_freq} >= --h-freq {h_freq}: a band-pass needs l_freq < h_freq "
+                            "(MNE would apply a band-stop instead)")
     tasks = tasks or DEFAULT_TASKS[target]
     return EEGPrepareConfig(
         target=target, windowing=windowing, tasks=tuple(tasks) if tasks else None, split_seed=split_seed,

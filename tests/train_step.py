@@ -17,3 +17,11 @@ def step_changes(module: L.LightningModule, batch: dict[str, torch.Tensor],
     loss.backward()
     opt.step()
     return [not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True)]
+
+
+def assert_logs_declared(trainer: L.Trainer, module: L.LightningModule) -> None:
+    """Every metric the task declares (what an experiment's ``metric`` may name) was logged by a real fit."""
+    from neuroray.trainables.base import logged_metrics
+
+    missing = set(logged_metrics(module.name)) - set(trainer.callback_metrics)
+    assert not missing, f"{module.name} declares {sorted(missing)} but its fit logged {sorted(trainer.callback_metrics)}"

@@ -45,6 +45,8 @@ CASES = [  # (id, edit, fragments of the error line)
     ("classifier-one-class", _phase(trainable="eeg_classifier", target="run", hparams={"n_classes": 1}),
      ["hparams.n_classes: 1 must be >= 2"]),
     ("encoder-misspelled", _hp(encoder="eegnexx"), ["phases.fit.hparams.encoder: 'eegnexx' is not one of"]),
+    ("metric-not-logged", lambda raw: raw.update(metric={"name": "val/bogus", "mode": "min"}),
+     ["metric: 'val/bogus' is not logged by the final phase 'fit'", "it logs: train/loss, val/loss, val/nrmse, val/r"]),
     ("unknown-search-key", _space(n_filterz="int(8, 16)"), ["search.space.n_filterz: no phase's trainable"]),
     # columns, checked against the shard set's manifest before Ray starts
     ("target-string-column", _phase(target="subject"),
@@ -80,7 +82,7 @@ def test_bad_hparam_or_column_is_one_line_before_ray(edit: Callable[[dict[str, A
 
 def test_refused_without_starting_ray_in_seconds(small_eeg: Path, tmp_path: Path) -> None:
     """A fresh process: exit 2 in well under 15 s, and no Ray process was ever its child."""
-    for name, edit, fragments in (CASES[0], CASES[11]):
+    for name, edit, fragments in (CASES[0], CASES[12]):
         exp = _write(tmp_path / f"{name}.yaml", small_eeg, edit)
         started = time.time()
         done = subprocess.run([sys.executable, "-m", "neuroray", "run", str(exp), "--storage", str(tmp_path / "runs")],

@@ -4,6 +4,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from train_step import assert_logs_declared
 
 from neuroray.datasets.shards import open_shard_set, tensor_column_to_numpy
 from neuroray.datasets.spec import EEGWindowSpec
@@ -64,6 +65,7 @@ def test_plain_lightning_fit_beats_mean_predictor(small_eeg: Path) -> None:
                         enable_model_summary=False)
     trainer.fit(module, _loader(small_eeg, "train", True), _loader(small_eeg, "val", False))
     assert float(trainer.callback_metrics["val/nrmse"]) < 0.8  # the mean predictor scores 1.0
+    assert_logs_declared(trainer, module)
 
 
 @pytest.mark.parametrize("encoder", ["shallow", "conv"])
@@ -96,4 +98,5 @@ def test_classifier_learns_a_planted_class() -> None:
                         enable_model_summary=False)
     trainer.fit(module, loader(train, True), loader(val, False))
     assert trainer.callback_metrics["val/auroc"] > 0.85  # chance is 0.5
+    assert_logs_declared(trainer, module)
     assert module(torch.zeros(3, 8, 100)).shape == (3, 2)

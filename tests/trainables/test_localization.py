@@ -7,7 +7,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from train_step import step_changes
+from train_step import assert_logs_declared, step_changes
 
 from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
@@ -47,7 +47,7 @@ def test_tiny_input_step_is_finite() -> None:
 
 @pytest.mark.parametrize(("hparams", "message"), [
     ({"target_columns": "pos_x"}, r"hparams.target_columns: 'pos_x' must name two columns"),
-    ({"position_scale": 0.0}, r"hparams.position_scale: must be > 0"),
+    ({"position_scale": 0.0}, r"hparams.position_scale: 0.0 must be > 0"),
 ])
 def test_bad_hparams_fail_at_build_naming_the_hparam(hparams: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -111,6 +111,7 @@ def _fit(spec: SpectrogramSpec, n: int, epochs: int, hparams: dict[str, object])
     trainer.fit(module, loader(slice(0, n_train), True), loader(slice(n_train, None), False))
     baseline = float(np.linalg.norm(pos[n_train:] - pos[:n_train].mean(axis=0), axis=1).mean())
     assert np.isfinite(float(trainer.callback_metrics["val/nll"]))
+    assert_logs_declared(trainer, module)
     return float(trainer.callback_metrics["val/mean_dist"]), baseline
 
 

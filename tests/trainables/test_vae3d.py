@@ -7,6 +7,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from train_step import assert_logs_declared
 
 from neuroray.datasets.spec import VolumeSpec
 from neuroray.errors import ConfigError
@@ -195,6 +196,7 @@ def _learn(n_train: int, epochs: int) -> tuple[float, float]:
     mean_vol = torch.from_numpy(train.mean(axis=0, keepdims=True)).expand(len(val), *train.shape[1:])
     baseline_r = float(pearson_per_sample(mean_vol, torch.from_numpy(val)).mean())
     assert np.isfinite(float(trainer.callback_metrics["val/ssim"]))
+    assert_logs_declared(trainer, module)
     return model_r, baseline_r
 
 

@@ -299,6 +299,14 @@ def _check(loaded: LoadedExperiment) -> None:
             raise ConfigError(f"{source}: search.space.{key}: no phase's trainable has a hyper-parameter {key!r}")
     for param in space.values():
         param.dist.to_optuna()
+    for arm in loaded.arms:  # Tune would fail mid-run on a metric no epoch reports
+        final = loaded.resolve(arm, model.matrix.seed[0]).phases[-1]
+        logged = registry.logged_metrics(final.trainable)
+        for metric, _ in loaded.objectives:
+            if metric not in logged:
+                where = f" (arm {arm})" if len(loaded.arms) > 1 else ""
+                raise ConfigError(f"{source}: metric: {metric!r} is not logged by the final phase {final.name!r}"
+                                  f"{where} (trainable {final.trainable!r}); it logs: {', '.join(logged)}")
     if isinstance(model.metric, list):
         if not model.metric:
             raise ConfigError(f"{source}: metric: an empty list; give one {{name, mode}} or several")

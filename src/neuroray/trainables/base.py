@@ -51,6 +51,7 @@ class Task(L.LightningModule):
     name: ClassVar[str] = ""
     modality: ClassVar[str] = ""
     monitor: ClassVar[str] = "val/loss"
+    logs: ClassVar[tuple[str, ...]] = ()  # the epoch metrics it logs besides train/loss and val/loss
     mode: ClassVar[str] = "min"
     Hparams: ClassVar[type[TaskHparams]] = TaskHparams
 
@@ -71,6 +72,11 @@ class Task(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hp.lr, weight_decay=self.hp.weight_decay)
+
+
+def logged_metrics(name: str) -> list[str]:
+    """Every epoch metric trainable ``name`` logs (what an experiment's ``metric`` may name)."""
+    return ["train/loss", "val/loss", *get(name).logs]
 
 
 def load_matching(module: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:

@@ -62,6 +62,8 @@ class EEGContrastive(EEGTask):
     name: ClassVar[str] = "eeg_contrastive"
     modality: ClassVar[str] = "eeg"
     monitor: ClassVar[str] = "val/infonce"
+    logs: ClassVar[tuple[str, ...]] = (  # besides train/loss and val/loss
+        "train/infonce", "train/pos_sim", "train/temperature", "val/infonce", "val/pos_sim")
     mode: ClassVar[str] = "min"
     Hparams: ClassVar[type[TaskHparams]] = ContrastiveHparams
     hp: ContrastiveHparams

@@ -143,6 +143,7 @@ class EEGRegressor(EEGTask):
     name: ClassVar[str] = "eeg_regressor"
     modality: ClassVar[str] = "eeg"
     monitor: ClassVar[str] = "val/nrmse"
+    logs: ClassVar[tuple[str, ...]] = ("val/nrmse", "val/r")  # besides train/loss and val/loss
     mode: ClassVar[str] = "min"
     Hparams: ClassVar[type[TaskHparams]] = EEGRegressorHparams
     hp: EEGRegressorHparams
@@ -208,6 +209,7 @@ class EEGClassifier(EEGTask):
     name: ClassVar[str] = "eeg_classifier"
     modality: ClassVar[str] = "eeg"
     monitor: ClassVar[str] = "val/auroc"
+    logs: ClassVar[tuple[str, ...]] = ("val/auroc", "val/acc", "val/f1")  # besides train/loss and val/loss
     mode: ClassVar[str] = "max"
     Hparams: ClassVar[type[TaskHparams]] = EEGClassifierHparams
     hp: EEGClassifierHparams

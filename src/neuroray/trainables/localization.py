@@ -96,6 +96,7 @@ class RFLocalizer(Task):
     name: ClassVar[str] = "rf_localizer"
     modality: ClassVar[str] = "spectrogram"
     monitor: ClassVar[str] = "val/mean_dist"
+    logs: ClassVar[tuple[str, ...]] = ("val/mean_dist", "val/nll")  # besides train/loss and val/loss
     mode: ClassVar[str] = "min"
     Hparams: ClassVar[type[TaskHparams]] = RFLocalizerHparams
     hp: RFLocalizerHparams

@@ -41,6 +41,7 @@ class EEGMaskedPretrain(EEGTask):
     name: ClassVar[str] = "eeg_masked_pretrain"
     modality: ClassVar[str] = "eeg"
     monitor: ClassVar[str] = "val/recon"
+    logs: ClassVar[tuple[str, ...]] = ("train/recon", "val/recon")  # besides train/loss and val/loss
     mode: ClassVar[str] = "min"
     Hparams: ClassVar[type[TaskHparams]] = MaskedPretrainHparams
     hp: MaskedPretrainHparams

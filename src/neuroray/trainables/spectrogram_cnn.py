@@ -35,6 +35,7 @@ class SpectrogramCNN(Task):
     name: ClassVar[str] = "spectrogram_cnn"
     modality: ClassVar[str] = "spectrogram"
     monitor: ClassVar[str] = "val/auroc"
+    logs: ClassVar[tuple[str, ...]] = ("val/auroc", "val/acc", "val/f1")  # besides train/loss and val/loss
     mode: ClassVar[str] = "max"
     Hparams: ClassVar[type[TaskHparams]] = SpectrogramCNNHparams
     hp: SpectrogramCNNHparams

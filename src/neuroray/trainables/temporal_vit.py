@@ -210,6 +210,7 @@ class TemporalViTClassifier(Task):
     name: ClassVar[str] = "temporal_vit"
     modality: ClassVar[str] = "spectrogram"
     monitor: ClassVar[str] = "val/auroc"
+    logs: ClassVar[tuple[str, ...]] = ("val/auroc", "val/acc", "val/f1")  # besides train/loss and val/loss
     mode: ClassVar[str] = "max"
     Hparams: ClassVar[type[TaskHparams]] = TemporalViTHparams
     hp: TemporalViTHparams

@@ -226,6 +226,8 @@ class VAE3D(Task):
     name: ClassVar[str] = "vae3d"
     modality: ClassVar[str] = "volume"
     monitor: ClassVar[str] = "val/pearson_r"
+    logs: ClassVar[tuple[str, ...]] = (  # besides train/loss and val/loss
+        "train/recon", "train/kl", "train/beta", "val/recon", "val/kl", "val/pearson_r", "val/ssim")
     mode: ClassVar[str] = "max"
     Hparams: ClassVar[type[TaskHparams]] = VAE3DHparams
     hp: VAE3DHparams

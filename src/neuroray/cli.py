@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from neuroray import __version__
 from neuroray.errors import NeurorayError
+from neuroray.outputs import check_count, check_output
 
 EXIT_USAGE = 2
 
@@ -210,8 +211,8 @@ def _run(args: argparse.Namespace) -> int:
         raise NeurorayError("--resume and --overwrite exclude each other: continue the run, or replace it")
     if args.resume and not run_dir.is_dir():
         raise NeurorayError(f"--resume: {run_dir} does not exist; there is no run of {loaded.name!r} to continue")
-    check_writable(storage)  # before the lock makes its folder
     made = next((p for p in reversed([run_dir, *run_dir.parents]) if not p.exists()), None)  # top folder made
+    check_writable(storage)  # before the lock makes its folder
     lock = RunLock(run_dir).acquire()  # a second run of this experiment into this storage stops here
     try:
         if not args.resume:  # an earlier run here (local, or in s3://… storage) is an error unless replaced
@@ -245,6 +246,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from neuroray.platform import report
 
+    if args.out:
+        check_output(Path(args.out), "--out", folder=True)
     table, out = report.rebuild(Path(args.run_dir), baseline=args.baseline,
                                 combine=Path(args.combine) if args.combine else None,
                                 out=Path(args.out) if args.out else None)
@@ -271,6 +274,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.max_loss_pct < 0 or args.calib_windows < 1:
         raise NeurorayError("--max-loss-pct must be >= 0 and --calib-windows >= 1")
     run_dir = Path(args.run_dir)
+    if args.out:
+        check_output(Path(args.out), "--out", folder=True)
     row, report = export_trial(run_dir, args.trial, Path(args.out) if args.out else None, MODES[args.quantize],
                                max_loss=args.max_loss_pct / 100, accept_loss=args.accept_loss,
                                calib_windows=args.calib_windows)
@@ -283,6 +288,8 @@ def _bench_model(args: argparse.Namespace) -> int:
 
     from neuroray.platform.inference import OnnxModel, bench, format_bench
 
+    check_count(args.batch, "--batch", 1, 65536)
+    check_count(args.runs, "--runs", 1, 1_000_000)
     result = bench(OnnxModel(args.model, threads=args.threads), runs=args.runs, warmup=args.warmup,
                    batch=args.batch)
     print(format_bench(result))
@@ -304,6 +311,8 @@ def _predict(args: argparse.Namespace) -> int:
     from neuroray.datasets.shards import open_shard_set
     from neuroray.platform.inference import OnnxModel, predict
 
+    check_output(Path(args.out), "--out", folder=False)
+    check_count(args.batch_size, "--batch-size", 1, 65536)
     model = OnnxModel(args.model, threads=args.threads)
     result = predict(model, open_shard_set(args.shards), args.out, split=args.split, batch_size=args.batch_size)
     print(f"{result.rows} predictions ({', '.join(result.splits)}) → {result.out}")

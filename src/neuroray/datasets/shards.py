@@ -228,11 +228,18 @@ def _check_parquet(path: Path) -> int:
     """The footer must parse: a corrupt shard fails here with its name, not deep inside a Ray Data read.
     Returns the rows the footer holds."""
     try:
-        return int(pq.read_metadata(path).num_rows)
+        meta = pq.read_metadata(path)
+        schema = meta.schema.to_arrow_schema()
+        x_type = schema.field("x").type if "x" in schema.names else None
     except (pa.ArrowException, OSError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ShardSetError(f"{path}: not a readable Parquet file ({reason}); the shard is corrupt. "
                             "Re-run `neuroray prepare` for this shard set") from None
+    value = getattr(x_type, "value_type", None)
+    if x_type is None or value != pa.float32():
+        raise ShardSetError(f"{path}: column x is {x_type or 'missing'}; a shard set's samples are a float32 "
+                            "tensor column. Re-run `neuroray prepare` for this shard set")
+    return int(meta.num_rows)
 
 
 def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: str = "sha256") -> ShardSet:
@@ -249,11 +256,22 @@ def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: st
         manifest = json.loads(mpath.read_text())
     except json.JSONDecodeError as e:
         raise ShardSetError(f"{mpath}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(manifest, dict):
+        raise ShardSetError(f"{mpath}: a JSON {type(manifest).__name__}, not an object; re-run `neuroray prepare`")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise ShardSetError(f"{mpath}: schema_version {manifest.get('schema_version')!r}; "
                             f"this neuroray reads {SCHEMA_VERSION}")
     if verify not in ("sha256", "size", "none"):
         raise ShardSetError(f"verify={verify!r}; allowed: sha256, size, none")
+    missing = [k for k in ("modality", "spec", "rows", "files", "columns") if k not in manifest]
+    if missing:
+        raise ShardSetError(f"{mpath}: lacks {', '.join(missing)}; not a manifest neuroray wrote. Re-run "
+                            "`neuroray prepare` for this shard set")
+    try:
+        spec_from_dict(manifest["modality"], manifest["spec"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ShardSetError(f"{mpath}: spec {manifest['spec']!r} is not a {manifest['modality']} spec "
+                            f"({type(e).__name__}: {e}); re-run `neuroray prepare`") from None
     sizes = manifest.get("sizes", {})  # absent in shard sets written before sizes were recorded
     footer_rows: dict[str, int] = {}
     for rel, digest in manifest.get("files", {}).items():

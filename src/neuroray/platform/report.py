@@ -158,7 +158,15 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     info_path, results = run_dir / RUN_INFO, run_dir / "results.parquet"
     if not info_path.is_file() or not results.is_file():
         raise NeurorayError(f"{run_dir}: not a finished neuroray run folder (no {RUN_INFO} / results.parquet)")
-    return json.loads(info_path.read_text()), pd.read_parquet(results)
+    try:
+        info = json.loads(info_path.read_text())
+    except json.JSONDecodeError as e:
+        raise NeurorayError(f"{info_path}: not valid JSON ({e.msg} at line {e.lineno}); the run folder was edited or "
+                            "cut short. Rebuild it by re-running the experiment") from None
+    if not isinstance(info, dict):
+        raise NeurorayError(f"{info_path}: a JSON {type(info).__name__}, not an object; the run folder was edited. "
+                            "Rebuild it by re-running the experiment")
+    return info, pd.read_parquet(results)
 
 
 def load_history(run_dir: Path) -> pd.DataFrame:

@@ -134,12 +134,25 @@ def _check_columns(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
             hp = phase.hparams or {}
             if phase.target:
                 need(f"{where}.target", phase.target, whole="n_classes" in registry.hparam_fields(phase.trainable))
+                _scorable(f"{where}.target", shard_set, phase.target)
             for key in ("aux_target", "adversary_column"):
                 if hp.get(key):
                     need(f"{where}.hparams.{key}", str(hp[key]))
             for key in ("cond_columns", "target_columns"):
                 for column in filter(None, (c.strip() for c in str(hp.get(key) or "").split(","))):
                     need(f"{where}.hparams.{key}", column)
+
+
+def _scorable(key: str, shard_set: ShardSet, column: str) -> None:
+    """A target with no value in train or val trains on nothing or scores nothing (a metric of NaN)."""
+    import numpy as np
+
+    for split in ("train", "val"):
+        values = shard_set.read_split(split, columns=[column]).column(column).to_numpy(zero_copy_only=False)
+        if not np.isfinite(np.asarray(values, dtype=np.float64)).any():
+            raise ConfigError(f"{key}: column {column!r} has no value in the {split} split of {shard_set.root} "
+                              f"(every one of its {len(values)} rows is null/NaN); choose another target or "
+                              "prepare the set from recordings that have it")
 
 
 def _check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet) -> None:

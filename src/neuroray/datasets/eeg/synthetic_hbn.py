@@ -95,6 +95,10 @@ def write_synthetic_hbn(out: str | Path, n_subjects: int = 20, sfreq: float = 50
                         movie: bool = False, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
     """Write the tree at ``out``; returns a summary (subjects, recordings, planted effect sizes)."""
     out = Path(out)
+    if not sfreq > 0:
+        raise NeurorayError(f"--synthetic-sfreq {sfreq}: must be > 0 Hz")
+    if runs < 1:
+        raise NeurorayError(f"--synthetic-runs {runs}: must be >= 1")
     subjects = available_subjects()
     if not 3 <= n_subjects <= len(subjects):
         raise NeurorayError(f"--synthetic-hbn {n_subjects}: between 3 and {len(subjects)} subjects "

@@ -45,4 +45,5 @@ def test_an_address_nobody_answers_is_one_line_in_seconds(small_eeg: Path, tmp_p
     expect_exit2(["run", str(_write(tmp_path / "exp.yaml", small_eeg, {})), "--storage", str(tmp_path / "runs"),
                   "--address", f"127.0.0.1:{port}"], f"--address 127.0.0.1:{port}", "no Ray head answers")
     assert time.time() - started < 15
-    expect_exit2(["run", str(tmp_path / "exp.yaml"), "--address", "nonsense"], "not HOST:PORT")
+    expect_exit2(["run", str(tmp_path / "exp.yaml"), "--storage", str(tmp_path / "runs"), "--address", "nonsense"],
+                 "not HOST:PORT")

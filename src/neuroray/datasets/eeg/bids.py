@@ -51,6 +51,14 @@ def find_recordings(root: str | Path, tasks: list[str] | None = None,
     root = Path(root)
     if not root.is_dir():
         raise NeurorayError(f"--bids {root}: not a folder")
+    if subjects:
+        subjects = [s.removeprefix("sub-") for s in subjects]
+        present = sorted(p.name.removeprefix("sub-") for p in root.glob("sub-*") if p.is_dir())
+        unknown = [s for s in subjects if s not in present]
+        if unknown:
+            listing = ", ".join(present[:8]) + (f", … ({len(present)} in all)" if len(present) > 8 else "")
+            raise NeurorayError(f"--subjects: {', '.join(unknown)} not in --bids {root} (subjects there: "
+                                f"{listing or 'none'})")
     paths = mne_bids.find_matching_paths(root, datatypes="eeg", suffixes="eeg", extensions=list(READERS),
                                          tasks=tasks, subjects=subjects, ignore_json=True)
     recordings = []

@@ -264,7 +264,13 @@ def assemble(work: WorkDir, out: Path, cfg: EEGPrepareConfig, overwrite: bool = 
                             f"from the majority layout ({len(ch_names)} at {sfreq} Hz); pass --channels to adapt"})
             del usable[key]
     subjects = sorted({d["subject"] for d in usable.values()})
-    assignment = split_groups(subjects, cfg.fractions, seed=cfg.split_seed)
+    try:
+        assignment = split_groups(subjects, cfg.fractions, seed=cfg.split_seed)
+    except NeurorayError as e:  # too few subjects left: say which recordings were skipped, and why
+        named = "; ".join(d["reason"] if d["reason"].startswith(d["path"]) else f"{d['path']}: {d['reason']}"
+                          for d in skipped[:3])
+        raise NeurorayError(f"{out}: {e}" + (f" ({len(skipped)} recording(s) skipped: {named}"
+                                             + ("; …" if len(skipped) > 3 else "") + ")" if skipped else "")) from None
     mean, std, target_stats = _train_stats(work, usable, assignment)
     spec = EEGWindowSpec(n_chans=len(ch_names), n_times=cfg.windowing.n_times(sfreq), sfreq=sfreq,
                          ch_names=ch_names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 from neuroray.datasets.shards import refuse_unless_replaceable
@@ -61,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise NeurorayError(f"--out {out}: already exists; pass --overwrite or choose another folder")
     refuse_unless_replaceable(out)  # --overwrite replaces a shard set, never a folder of other files
+    for flag, value, low in (("--nperseg", args.nperseg, 2), ("--noverlap", args.noverlap, 0)):
+        if value is not None and value < low:  # 0 used to mean "the default" without a word
+            raise NeurorayError(f"{flag} {value}: must be >= {low}")
     lfp = args.lfp is not None or args.synthetic_lfp
     if lfp:
         cfg_lfp = LFPConfig(
@@ -71,13 +75,20 @@ def run(args: argparse.Namespace) -> int:
         cfg_iq = IQConfig(nperseg=args.nperseg or 128, noverlap=args.noverlap, n_mels=args.n_mels,
                           n_mfcc=args.n_mfcc, fmin=args.fmin or 0.0, fmax=args.fmax, seed=args.seed)
     folder = args.lfp or args.iq
+    written: Path | None = None  # synthetic inputs this invocation wrote: removed again if the prepare refuses
     if args.synthetic_lfp or args.synthetic_iq:
         folder = args.inputs or f"{out}-inputs"
         write = write_synthetic_lfp if args.synthetic_lfp else write_synthetic_iq
+        written = None if Path(folder).exists() else Path(folder)
         info = write(folder, seed=args.seed, overwrite=args.overwrite)
         print(f"synthetic inputs: {info}")
-    manifest = prepare_lfp(folder, out, cfg_lfp, args.overwrite) if lfp else prepare_iq(folder, out, cfg_iq,
-                                                                                            args.overwrite)
+    try:
+        manifest = prepare_lfp(folder, out, cfg_lfp, args.overwrite) if lfp else prepare_iq(folder, out, cfg_iq,
+                                                                                                args.overwrite)
+    except NeurorayError:
+        if written is not None:
+            shutil.rmtree(written, ignore_errors=True)
+        raise
     rows = manifest["rows"]
     print(f"{out}: spectrogram shards {manifest['spec']} — train {rows['train']}, val {rows['val']}, "
           f"test {rows['test']} rows; {len(manifest['skipped'])} input(s) skipped")

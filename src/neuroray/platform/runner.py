@@ -16,7 +16,7 @@ from neuroray.datasets.eeg.synthetic_hbn import write_synthetic_hbn
 from neuroray.datasets.shards import ShardSet, atomic_write, open_shard_set, refuse_unless_replaceable
 from neuroray.datasets.synthetic import write_synthetic_eeg
 from neuroray.errors import ConfigError, NeurorayError, ShardSetError
-from neuroray.platform import report, resume_repair, session
+from neuroray.platform import report, resume_repair, session, state_backup
 from neuroray.platform import storage as storage_mod
 from neuroray.platform.prepare import prepare_eeg, print_result
 from neuroray.platform.tune import check_resources, run_experiment
@@ -284,6 +284,9 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
     print(f"neuroray: {loaded.name} on {conn.description}; {len(loaded.cells())} cells × "
           f"{loaded.model.search.num_samples} samples", flush=True)
     metric, mode = loaded.metric
+    if resume and state_backup.is_cut(tune_dir) and not state_backup.restore_if_cut(tune_dir):
+        raise NeurorayError(f"--resume: Tune's state in {tune_dir} is cut short (the storage filled up?) and no "
+                            "backup of it is left; start the run anew with --overwrite")
     interrupted = resume_repair.repair_snapshot(tune_dir) if resume else []
     grid = run_experiment(loaded, shard_set, storage, embedded=conn.embedded, verbose=verbose, resume=resume,
                           storage_uri=remote)

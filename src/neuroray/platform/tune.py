@@ -22,6 +22,7 @@ from neuroray.errors import ConfigError
 from neuroray.platform import ingest, session
 from neuroray.platform import storage as storage_mod
 from neuroray.platform.searcher import MatrixSearcher
+from neuroray.platform.state_backup import StateBackup
 from neuroray.platform.tracking import trial_label, wandb_callback
 from neuroray.platform.train import run_phases, torchtrainer_worker_loop
 from neuroray.search_spaces.experiment import LoadedExperiment
@@ -213,6 +214,8 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
     searcher = MatrixSearcher(loaded.cells(), loaded.space(), exp.search.num_samples, metric, mode,
                               sampler=exp.search.sampler, objectives=loaded.objectives)
     callbacks: list[Any] = [cb for cb in [wandb_callback(exp.name, run_dir, phase_chains(loaded))] if cb is not None]
+    experiment_dir = storage_mod.join(storage_uri, exp.name) if storage_uri else str(run_dir.resolve())
+    callbacks.append(StateBackup(experiment_dir))  # a last good state, for --resume after a full disk
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

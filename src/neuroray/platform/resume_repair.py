@@ -11,7 +11,6 @@ restore needs is lost.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,6 @@ from neuroray.platform import storage as storage_mod
 from neuroray.platform.train import CKPT_LIGHTNING, CKPT_META, CKPT_WEIGHTS
 
 _COMPLETE = {CKPT_META, CKPT_WEIGHTS, CKPT_LIGHTNING}  # what every final-phase checkpoint holds
-
-
-def _fs(experiment: str) -> tuple[pafs.FileSystem, str]:
-    if storage_mod.is_uri(experiment):
-        return storage_mod.filesystem(experiment)
-    return pafs.LocalFileSystem(), str(Path(experiment).resolve())
 
 
 def _exists(fs: pafs.FileSystem, path: str) -> bool:
@@ -60,7 +53,7 @@ def _newest_complete(fs: pafs.FileSystem, trial_dir: str) -> tuple[str, dict[str
 def repair_snapshot(experiment: str) -> list[str]:
     """Fix the newest ``experiment_state-*.json`` under ``experiment`` in place; returns the ids of the
     trials it holds as unfinished (what this resume must recover)."""
-    fs, root = _fs(experiment)
+    fs, root = storage_mod.fs_and_path(experiment)
     newest = ray_compat.newest_experiment_state(root, fs)
     if newest is None:
         return []
@@ -97,15 +90,5 @@ def repair_snapshot(experiment: str) -> list[str]:
         entry[1] = meta.get_json_state()
         changed = True
     if changed:
-        _write(fs, newest, json.dumps(state))
+        storage_mod.publish(fs, newest, json.dumps(state).encode())
     return unfinished
-
-
-def _write(fs: pafs.FileSystem, path: str, text: str) -> None:
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{path}.tmp-{os.getpid()}"
-        Path(tmp).write_text(text)
-        os.replace(tmp, path)
-        return
-    with fs.open_output_stream(path) as out:  # one PUT: the old object or the new one
-        out.write(text.encode())

@@ -9,7 +9,6 @@ publish (no space) keeps the older backup whole.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,6 @@ from neuroray.platform import storage as storage_mod
 BACKUP = ".neuroray-state-backup.json"
 
 
-def _fs(experiment: str) -> tuple[pafs.FileSystem, str]:
-    if storage_mod.is_uri(experiment):
-        return storage_mod.filesystem(experiment)
-    return pafs.LocalFileSystem(), str(Path(experiment).resolve())
-
-
 def _read(fs: pafs.FileSystem, path: str) -> tuple[bytes, Any] | None:
     """The file's bytes and parsed JSON, or None when it is missing or cut short."""
     try:
@@ -38,19 +31,6 @@ def _read(fs: pafs.FileSystem, path: str) -> tuple[bytes, Any] | None:
         return None
 
 
-def _publish(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            Path(tmp).write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        return
-    with fs.open_output_stream(path) as out:  # one PUT: the old object or the new one
-        out.write(data)
-
-
 class StateBackup(tune.Callback):
     """Keeps ``BACKUP`` beside the experiment state in ``experiment`` (a run folder or its storage URI)."""
 
@@ -59,11 +39,11 @@ class StateBackup(tune.Callback):
 
     def get_state(self) -> dict[str, Any] | None:
         try:
-            fs, root = _fs(self.experiment)
+            fs, root = storage_mod.fs_and_path(self.experiment)
             newest = ray_compat.newest_experiment_state(root, fs)
             found = _read(fs, newest) if newest else None
             if found is not None and isinstance(found[1], dict) and "trial_data" in found[1]:
-                _publish(fs, f"{root}/{BACKUP}", json.dumps({"name": Path(newest or "").name,
+                storage_mod.publish(fs, f"{root}/{BACKUP}", json.dumps({"name": Path(newest or "").name,
                                                              "state": found[1]}).encode())
         except OSError:  # no space: the older backup stays whole, which is the point
             pass
@@ -73,19 +53,19 @@ class StateBackup(tune.Callback):
 def restore_if_cut(experiment: str) -> bool:
     """Before ``Tuner.restore``: a newest state that does not parse is replaced by the backup; True if it was.
     Raises ``OSError`` only from the filesystem; returns False when there is nothing to restore from."""
-    fs, root = _fs(experiment)
+    fs, root = storage_mod.fs_and_path(experiment)
     newest = ray_compat.newest_experiment_state(root, fs)
     if newest is None or _read(fs, newest) is not None:
         return False
     backup = _read(fs, f"{root}/{BACKUP}")
     if backup is None or not isinstance(backup[1], dict) or "state" not in backup[1]:
         return False
-    _publish(fs, newest, json.dumps(backup[1]["state"]).encode())
+    storage_mod.publish(fs, newest, json.dumps(backup[1]["state"]).encode())
     return True
 
 
 def is_cut(experiment: str) -> bool:
     """Whether the newest experiment state exists but does not parse."""
-    fs, root = _fs(experiment)
+    fs, root = storage_mod.fs_and_path(experiment)
     newest = ray_compat.newest_experiment_state(root, fs)
     return newest is not None and _read(fs, newest) is None

@@ -72,6 +72,28 @@ def filesystem(uri: str, what: str = "--storage") -> tuple[pafs.FileSystem, str]
     return fs, path.rstrip("/")
 
 
+def fs_and_path(location: str | Path) -> tuple[pafs.FileSystem, str]:
+    """A folder or a URI → (pyarrow filesystem, path on it); local paths made absolute."""
+    if is_uri(location):
+        return filesystem(str(location))
+    return pafs.LocalFileSystem(), str(_local(location).resolve())
+
+
+def publish(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` at ``path`` so a reader sees the old file or the new one (temp + rename locally, one PUT on
+    an object store); a failed write (no space) leaves the old file whole."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            Path(tmp).write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+
+
 def local_root(storage: str | Path) -> Path:
     """The local folder that holds run summaries (``runs/`` of the working directory for a URI)."""
     return LOCAL_SUMMARY_ROOT.resolve() if is_uri(storage) else _local(storage).resolve()

@@ -222,7 +222,7 @@ def test_shard_set_with_an_empty_val_split(ray_session: None, tmp_path: Path,
 
 def test_target_column_not_in_the_shards(shards: Path, ray_session: None, tmp_path: Path,
                                          expect_exit2: Callable[..., str]) -> None:
-    _run_on(shards, tmp_path, expect_exit2, f"phases.fit.target: column 'rt' is not in {shards}; columns: x, y",
+    _run_on(shards, tmp_path, expect_exit2, f"phases.fit.target: column 'rt' is not in {shards}; columns: y",
             edit=lambda r: r["phases"][0].update(target="rt"))
 
 

@@ -128,13 +128,16 @@ def _check_columns(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
             raise ConfigError(f"{key}: column {column!r} holds {dtype}; this needs a {kind}. Numeric columns: "
                               f"{numeric}")
 
+    scored: set[str] = set()  # a target's values are read once, however many arms and phases name it
     for arm in loaded.arms:
         for phase in loaded.resolve(arm, loaded.model.matrix.seed[0]).phases:
             where = f"phases.{phase.name}" + (f" (arm {arm})" if len(loaded.arms) > 1 else "")
             hp = phase.hparams or {}
             if phase.target:
                 need(f"{where}.target", phase.target, whole="n_classes" in registry.hparam_fields(phase.trainable))
-                _scorable(f"{where}.target", shard_set, phase.target)
+                if phase.target not in scored:
+                    _scorable(f"{where}.target", shard_set, phase.target)
+                    scored.add(phase.target)
             for key in ("aux_target", "adversary_column"):
                 if hp.get(key):
                     need(f"{where}.hparams.{key}", str(hp[key]))

@@ -1,5 +1,5 @@
 """Training data wait (issue 9 item 4): the fraction of step time a Lightning fit spends waiting for its next
-batch under Ray Train (TorchTrainer, 1 worker, ``get_dataset_shard`` → ``platform.train.Batches``, i.e.
+batch under Ray Train (TorchTrainer, 1 worker, ``get_dataset_shard`` → ``run.train.Batches``, i.e.
 neuroray's own ``run_phases`` loop) vs the same module fed by an in-memory tensor DataLoader.
 
 A callback stamps ``on_train_batch_start`` against the previous ``on_train_batch_end`` (the first batch of an
@@ -22,7 +22,7 @@ import torch
 from benchmarks.common import row, summary, tensor_loader
 from neuroray.datasets.shards import ShardSet, open_shard_set
 from neuroray.datasets.synthetic import write_synthetic_eeg
-from neuroray.platform import ingest, session
+from neuroray.run import ingest, session
 from neuroray.trainables import base as registry
 
 GOAL = 0.05
@@ -81,8 +81,8 @@ def train_worker_loop(cfg: dict[str, Any]) -> None:
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
-    from neuroray.platform.session import configure_data_context
-    from neuroray.platform.train import run_phases
+    from neuroray.run.session import configure_data_context
+    from neuroray.run.train import run_phases
 
     configure_data_context()
     timer = WaitTimer()
@@ -175,7 +175,7 @@ def run(quick: bool = False, repeats: int = 3, device: str = "cpu") -> dict[str,
             f"which the first batch {med_of(ray_epochs, 'first_wait_s'):.3f} s, longest single wait "
             f"{med_of(ray_epochs, 'max_wait_s'):.3f} s; in memory: wait {med_of(plain, 'wait_s'):.3f} s. Every epoch "
             "of a Train dataset shard is a new streaming-split execution (the split coordinator restarts, the "
-            "local-shuffle buffer refills); `Batches` (platform/train.py) opens the next epoch and fetches its first "
+            "local-shuffle buffer refills); `Batches` (run/train.py) opens the next epoch and fetches its first "
             "batch in a background thread while validation runs, so that start-up no longer stalls the first "
             "training step (before: first batch ~0.11 s, 9.3 % wait). Here an epoch is only "
             f"{med_of(ray_epochs, 'compute_s'):.1f} s of compute ({shard_set.rows('train')} windows, 1-thread "

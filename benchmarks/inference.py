@@ -3,7 +3,7 @@ exported to ONNX and run by onnxruntime vs the same module in torch eager; then 
 
 Baseline: torch eager (``inference_mode``) on the same inputs with the same protocol and thread count
 (1 intra-op thread for both: repeatable on a shared machine, and what a per-window online decoder gets).
-ONNX figures come from ``neuroray.platform.inference.bench``, the code behind ``neuroray bench-model``.
+ONNX figures come from ``neuroray.export.inference.bench``, the code behind ``neuroray bench-model``.
 INT8: a briefly fitted EEGNeX exported through ``export_model`` (the code behind ``neuroray export --quantize``),
 which scores the validation NRMSE of the fp32 and the INT8 graphs.
 """
@@ -26,10 +26,10 @@ from neuroray.datasets.eeg.steps import resolve_layout
 from neuroray.datasets.shards import open_shard_set, tensor_column_to_numpy
 from neuroray.datasets.spec import EEGWindowSpec
 from neuroray.datasets.synthetic import write_synthetic_eeg
-from neuroray.platform.export import export_model, export_module
-from neuroray.platform.inference import OnnxModel, bench, time_calls
-from neuroray.platform.quantize import Precision
-from neuroray.platform.train import save_checkpoint
+from neuroray.export.inference import OnnxModel, bench, time_calls
+from neuroray.export.quantize import Precision
+from neuroray.export.to_onnx import export_model, export_module
+from neuroray.run_folder.checkpoints import save_checkpoint
 from neuroray.trainables import base
 from neuroray.trainables.eeg import EncoderName
 

@@ -3,8 +3,8 @@ vs a plain single-process pyarrow → torch loop over the same Parquet files.
 
 Paths, each timed over ``repeats`` epochs after one untimed warm-up epoch:
 - Ray Train worker: ``ray.train.get_dataset_shard(name).iter_torch_batches`` inside a 1-worker TorchTrainer,
-  over the datasets ``neuroray.platform.ingest.load_datasets`` builds (materialized below 1 GiB — the
-  default — and streaming from Parquet, ``data.cache: stream``); also through ``platform.train.Batches``
+  over the datasets ``neuroray.run.ingest.load_datasets`` builds (materialized below 1 GiB — the
+  default — and streaming from Parquet, ``data.cache: stream``); also through ``run.train.Batches``
   with its local shuffle, as the TorchTrainer engine trains.
 - Actor engine: ``Batches`` over ``dataset.iterator()`` inside a Ray task, as a Tune trial actor trains.
 Baselines: pyarrow.read_table → ``tensor_column_to_numpy`` → torch slices per file; for the shuffled paths
@@ -30,8 +30,8 @@ from neuroray.datasets.shards import ShardSet, open_shard_set, tensor_column_to_
 from neuroray.datasets.synthetic import write_synthetic_eeg
 from neuroray.datasets.volumes.prepare import VolumePrepareConfig
 from neuroray.datasets.volumes.synthetic import write_synthetic_volumes
-from neuroray.platform import ingest, session
-from neuroray.platform.train import Batches
+from neuroray.run import ingest, session
+from neuroray.run.train import Batches
 
 GOAL = 0.9
 BATCH = {"eeg": 64, "vol": 16}
@@ -109,7 +109,7 @@ def train_worker_loop(cfg: dict[str, Any]) -> None:
     """TorchTrainer ``train_loop_per_worker``: time each dataset shard's epochs, report rows/s."""
     import ray.train
 
-    from neuroray.platform.session import configure_data_context
+    from neuroray.run.session import configure_data_context
 
     configure_data_context()
     torch.set_num_threads(1)

@@ -3,7 +3,7 @@
 One synthetic HBN tree (real R1 sidecars, synthetic EEGLAB signals at 250 Hz, resampled to 100 Hz by the
 default pipeline). For each CPU count a fresh process starts its own embedded Ray with ``num_cpus=N`` (so at
 most N recordings are processed at once), warms N task workers (Python start-up, MNE imports), then runs
-``platform.prepare.prepare_eeg`` ``repeats`` times into fresh output folders. windows/s = rows written / wall time of
+``run.prepare.prepare_eeg`` ``repeats`` times into fresh output folders. windows/s = rows written / wall time of
 ``prepare_eeg``, which includes the serial assembly of the shard set (split, train statistics, Parquet).
 """
 
@@ -36,8 +36,8 @@ def worker(bids: Path, work: Path, num_cpus: int, repeats: int) -> dict[str, Any
     import ray
 
     from neuroray.datasets.eeg.prepare import make_config
-    from neuroray.platform import session
-    from neuroray.platform.prepare import prepare_eeg
+    from neuroray.run import session
+    from neuroray.run.prepare import prepare_eeg
 
     session.start(num_cpus=num_cpus)
     # Warm-up: start the N task workers and import what process_recording needs, so the timed runs measure

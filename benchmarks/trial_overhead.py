@@ -42,7 +42,7 @@ def _plain_fit(shards: Path) -> float:
 def _neuroray(shards: Path, work: Path, engine: str, trials: int) -> float:
     """Wall seconds of one Tuner run of ``trials`` trials, one at a time."""
     from neuroray.datasets.shards import open_shard_set
-    from neuroray.platform.tune import run_experiment
+    from neuroray.run.tune import run_experiment
     from neuroray.search_spaces.experiment import load
 
     exp = {"name": f"bench-{engine}-{time.time_ns()}", "data": {"shards": str(shards), "verify": "none"},
@@ -61,7 +61,7 @@ def _neuroray(shards: Path, work: Path, engine: str, trials: int) -> float:
 
 def run(repeats: int = 3, actor_trials: int = 4) -> dict[str, Any]:
     from neuroray.datasets.synthetic import write_synthetic_eeg
-    from neuroray.platform import session
+    from neuroray.run import session
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def ray_session() -> Iterator[None]:
     import ray
 
-    from neuroray.platform import session
+    from neuroray.run import session
 
     os.environ.pop("RAY_ADDRESS", None)
     os.environ["WANDB_MODE"] = "offline"

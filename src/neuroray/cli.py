@@ -176,7 +176,7 @@ def _prepare(args: argparse.Namespace) -> int:
         channel_mode=args.channel_mode, montage=args.montage, window_s=args.window_s, stride_s=args.stride_s,
         shift_s=args.shift_s, split_seed=args.split_seed, keep_no_response=args.keep_no_response,
     )
-    from neuroray.platform.prepare import prepare_eeg, print_result
+    from neuroray.run.prepare import prepare_eeg, print_result
 
     result = prepare_eeg(args.bids, args.out, cfg, resume=args.resume, overwrite=args.overwrite,
                          strict=args.strict, address=args.address, progress=not args.quiet,
@@ -194,7 +194,7 @@ def _no_space(e: BaseException) -> bool:
 def _nearly_full(storage: str | Path) -> bool:
     import shutil
 
-    from neuroray.platform.storage import is_uri
+    from neuroray.run_folder.storage import is_uri
 
     return not is_uri(storage) and shutil.disk_usage(storage).free < 1 << 20
 
@@ -202,7 +202,7 @@ def _nearly_full(storage: str | Path) -> bool:
 def _no_space_line(storage: str | Path) -> str:
     import shutil
 
-    from neuroray.platform.storage import is_uri
+    from neuroray.run_folder.storage import is_uri
 
     free = "" if is_uri(storage) else f" ({shutil.disk_usage(storage).free / 1e6:.1f} MB free)"
     return (f"--storage {storage}: no space left on device{free}; finished trials and their checkpoints are "
@@ -225,9 +225,9 @@ def _run(args: argparse.Namespace) -> int:
     from neuroray.search_spaces.experiment import load
 
     loaded = load(args.experiment, smoke=args.smoke)  # validated before Ray starts
-    from neuroray.platform.run_lock import RunLock
-    from neuroray.platform.runner import print_summary, run
-    from neuroray.platform.storage import check_writable, clear_previous_run, local_root
+    from neuroray.run.runner import print_summary, run
+    from neuroray.run_folder.run_lock import RunLock
+    from neuroray.run_folder.storage import check_writable, clear_previous_run, local_root
 
     storage = args.storage or loaded.model.storage or "runs"  # the command line wins over the file's storage:
     run_dir = local_root(storage) / loaded.name  # s3://… keeps its summary in runs/
@@ -266,8 +266,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from neuroray.platform.demo import demo
-    from neuroray.platform.storage import is_uri
+    from neuroray.run.demo import demo
+    from neuroray.run_folder.storage import is_uri
 
     if is_uri(args.storage):
         raise NeurorayError(f"--storage {args.storage}: the demo writes a local folder; for remote storage run "
@@ -276,7 +276,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from neuroray.platform import report
+    from neuroray.reports import folder as report
 
     if args.out:
         check_output(Path(args.out), "--out", folder=True)
@@ -290,7 +290,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     if args.challenge:
-        from neuroray.platform.submission import build_submission, format_submission
+        from neuroray.challenges.eeg2025.submission import build_submission, format_submission
 
         if not (args.challenge1 and args.challenge2) or args.run_dir:
             raise NeurorayError("--challenge eeg2025 takes --challenge1 RUN_DIR[@TRIAL] and --challenge2 "
@@ -300,8 +300,8 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     if not args.run_dir:
         raise NeurorayError("export needs RUN_DIR (or --challenge eeg2025 --challenge1 ... --challenge2 ...)")
-    from neuroray.platform.export import export_trial, format_report
-    from neuroray.platform.quantize import MODES
+    from neuroray.export.quantize import MODES
+    from neuroray.export.to_onnx import export_trial, format_report
 
     if args.max_loss_pct < 0 or args.calib_windows < 1:
         raise NeurorayError("--max-loss-pct must be >= 0 and --calib-windows >= 1")
@@ -318,7 +318,7 @@ def _export(args: argparse.Namespace) -> int:
 def _bench_model(args: argparse.Namespace) -> int:
     import json
 
-    from neuroray.platform.inference import OnnxModel, bench, format_bench
+    from neuroray.export.inference import OnnxModel, bench, format_bench
 
     check_count(args.batch, "--batch", 1, 65536)
     check_count(args.runs, "--runs", 1, 1_000_000)
@@ -341,7 +341,7 @@ def _bench_model(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from neuroray.datasets.shards import open_shard_set
-    from neuroray.platform.inference import OnnxModel, predict
+    from neuroray.export.inference import OnnxModel, predict
 
     check_output(Path(args.out), "--out", folder=False)
     check_count(args.batch_size, "--batch-size", 1, 65536)
@@ -361,7 +361,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from neuroray.platform.submit import submit
+    from neuroray.cluster.submit import submit
 
     return submit(args.experiment, args.address, storage=args.storage, smoke=args.smoke, overwrite=args.overwrite,
                   wait=not args.no_wait)

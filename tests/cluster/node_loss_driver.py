@@ -15,7 +15,7 @@ import pandas as pd
 import ray
 from ray.cluster_utils import Cluster
 
-from neuroray.platform import runner
+from neuroray.run import runner
 from neuroray.search_spaces.experiment import load
 
 

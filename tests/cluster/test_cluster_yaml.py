@@ -25,7 +25,7 @@ from ray.autoscaler._private.node_provider_availability_tracker import (
 from ray.autoscaler._private.resource_demand_scheduler import _default_utilization_scorer, get_nodes_for
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from neuroray.platform.autoscaling import spot_first_scorer
+from neuroray.cluster.autoscaling import spot_first_scorer
 
 REPO = Path(__file__).resolve().parents[2]
 # What Ray's AWS provider detects (describe-instance-types): vCPUs, GPUs, memory in GiB

@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from neuroray.cli import main
-from neuroray.platform.inference import CARD, OnnxModel
+from neuroray.export.inference import CARD, OnnxModel
 
 SHAPE = (4, 16)  # (channels, samples) of one window
 

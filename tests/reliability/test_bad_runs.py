@@ -230,7 +230,7 @@ def test_spectrogram_set_prepared_by_other_args(ray_session: None, tmp_path: Pat
                                                 expect_exit2: Callable[..., str]) -> None:
     """A set made from data.prepare {kind: spectrograms, args} records them (prepared_by.json); a run whose
     data.prepare names other args is refused instead of silently training on the old set."""
-    from neuroray.platform.runner import PREPARED_BY, ensure_shards
+    from neuroray.run.runner import PREPARED_BY, ensure_shards
     from neuroray.search_spaces.experiment import load
 
     shards = tmp_path / "lfp"

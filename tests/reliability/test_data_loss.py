@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from neuroray.platform.run_lock import RunLock
-from neuroray.platform.storage import LOCK_FILE
+from neuroray.run_folder.run_lock import RunLock
+from neuroray.run_folder.storage import LOCK_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,7 +102,7 @@ def test_synthetic_inputs_overwrite_keeps_a_folder_it_did_not_write(tmp_path: Pa
 
 
 def test_data_prepare_into_an_empty_folder_still_prepares(tmp_path: Path) -> None:
-    from neuroray.platform.runner import _prepare
+    from neuroray.run.runner import _prepare
     from neuroray.search_spaces.schema import SyntheticEEG
 
     (tmp_path / "eeg").mkdir()

@@ -70,7 +70,7 @@ def _snapshot_checkpoints(run_dir: Path) -> list[Path]:
     """The "latest checkpoint" of each unfinished trial in Tune's newest snapshot."""
     import pyarrow.fs as pafs
 
-    from neuroray.platform import ray_compat
+    from neuroray.run import ray_compat
 
     newest = ray_compat.newest_experiment_state(str(run_dir), pafs.LocalFileSystem())
     assert newest is not None, "no Tune snapshot was written before the kill"

@@ -24,7 +24,7 @@ def _write(path: Path, shards: Path, lr: str = "loguniform(1e-3, 1e-2)") -> Path
 
 def _started_run(runs: Path, experiment: Path, smoke: bool = False) -> Path:
     """The folder an interrupted `neuroray run` leaves: its experiment.json (Tune's state is not reached)."""
-    from neuroray.platform.runner import EXPERIMENT_FILE, _identity
+    from neuroray.run.runner import EXPERIMENT_FILE, _identity
     from neuroray.search_spaces.experiment import load
 
     run = runs / NAME

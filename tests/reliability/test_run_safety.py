@@ -180,7 +180,7 @@ def poisoned_run(secret_run: SecretRun, tmp_path: Path) -> tuple[Path, str, Path
 
 
 def test_pickled_checkpoint_never_runs_code(poisoned_run: tuple[Path, str, Path]) -> None:
-    from neuroray.platform.train import load_checkpoint
+    from neuroray.run_folder.checkpoints import load_checkpoint
 
     run, trial, marker = poisoned_run
     ckpt = pd.read_parquet(run / "results.parquet").set_index("trial_id").loc[trial, "checkpoint"]
@@ -217,7 +217,7 @@ def test_job_working_dir_leaves_data_and_secrets_behind(tmp_path: Path) -> None:
 
     from ray._private.runtime_env.packaging import create_package
 
-    from neuroray.platform.submit import runtime_env, working_dir_of
+    from neuroray.cluster.submit import runtime_env, working_dir_of
 
     root = tmp_path / "checkout"
     keep = ["pyproject.toml", "experiments/x.yaml", "src/neuroray/__init__.py", "README.md"]

@@ -59,7 +59,7 @@ def test_builds_at_the_hbn_layout(encoder: str) -> None:
 
 @pytest.mark.parametrize("encoder", BRAINDECODE)
 def test_onnx_export_parity(tmp_path: Path, encoder: str) -> None:
-    from neuroray.platform.export import PARITY_TOL, export_module, parity
+    from neuroray.export.to_onnx import PARITY_TOL, export_module, parity
 
     torch.manual_seed(0)
     module = _build(encoder).eval()

@@ -70,7 +70,7 @@ def test_plain_lightning_fit_beats_mean_predictor(small_eeg: Path) -> None:
 
 @pytest.mark.parametrize("encoder", ["shallow", "conv"])
 def test_onnx_export_parity(tmp_path: Path, encoder: str) -> None:
-    from neuroray.platform.export import export_module, parity
+    from neuroray.export.to_onnx import export_module, parity
 
     module = base.build("eeg_regressor", SPEC, {"encoder": encoder}, target="y").eval()
     path = export_module(module, tmp_path / "model.onnx")

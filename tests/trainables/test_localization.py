@@ -61,7 +61,7 @@ def test_missing_target_column_names_the_hparam() -> None:
 
 
 def test_onnx_export_parity_with_dynamic_batch(tmp_path: Path) -> None:
-    from neuroray.platform.export import PARITY_TOL, export_module, parity
+    from neuroray.export.to_onnx import PARITY_TOL, export_module, parity
 
     torch.manual_seed(0)
     module = _build(log_input=True).eval()

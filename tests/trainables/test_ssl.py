@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neuroray.datasets.spec import EEGWindowSpec
-from neuroray.platform.export import export_module, parity
+from neuroray.export.to_onnx import export_module, parity
 from neuroray.trainables import base
 from neuroray.trainables.contrastive import positive_mask
 from neuroray.trainables.pretrain import patch_mask

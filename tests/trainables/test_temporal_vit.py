@@ -58,7 +58,7 @@ def test_bad_hparams_fail_at_build_naming_the_hparam(hparams: dict[str, object],
 
 
 def test_onnx_export_parity_with_dynamic_batch(tmp_path: Path) -> None:
-    from neuroray.platform.export import PARITY_TOL, export_module, parity
+    from neuroray.export.to_onnx import PARITY_TOL, export_module, parity
 
     torch.manual_seed(0)
     spec = SpectrogramSpec(n_trials=2, n_freqs=10, n_frames=8)  # padded freq axis goes through export too

@@ -105,7 +105,7 @@ def test_bad_hparams_fail_at_build() -> None:
 
 
 def test_onnx_export_parity_dynamic_batch(tmp_path: Path) -> None:
-    from neuroray.platform.export import PARITY_TOL, export_module, parity
+    from neuroray.export.to_onnx import PARITY_TOL, export_module, parity
 
     torch.manual_seed(0)
     module = _build(cond_columns="age,site").eval()  # forward uses zero conditioning

@@ -17,7 +17,7 @@ import torch
 from train_step import step_changes
 
 from neuroray.datasets.spec import EEGWindowSpec, Spec, SpectrogramSpec, VolumeSpec
-from neuroray.platform.export import export_module, parity
+from neuroray.export.to_onnx import export_module, parity
 from neuroray.trainables import base
 
 EEG = EEGWindowSpec(n_chans=8, n_times=128, sfreq=64.0)

@@ -1,6 +1,6 @@
 """EEG preparation without Ray: one recording → windows in a work folder; finished work → a shard set.
 
-``platform.prepare`` maps ``process_recording`` over recordings on Ray. Every finished recording
+``run.prepare`` maps ``process_recording`` over recordings on Ray. Every finished recording
 leaves ``<key>.parquet`` then ``<key>.json`` (written last, so it marks completion) in the work
 folder beside the output; a rerun with ``--resume`` skips those. ``assemble`` then splits by subject,
 computes per-channel z-score statistics on the train split only and writes the shard set atomically.

@@ -1,0 +1,85 @@
+"""What a report is built from (one finished run folder) and how its numbers are written.
+
+Numbers are formatted once (``fmt``: 6 significant digits, empty when undefined) and the same strings go
+into report.csv and the HTML/Markdown tables, so the three always agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from neuroray.errors import NeurorayError
+from neuroray.reports.selection import best_index
+
+__all__ = ["NA", "Source", "fmt", "markdown_table", "resolve_baseline", "best_arm"]
+
+NA = "—"
+
+
+@dataclass
+class Source:
+    """One finished run folder: run.json, results.parquet and (newer runs) history.parquet."""
+
+    run_dir: Path
+    info: dict[str, Any]
+    trials: pd.DataFrame
+    history: pd.DataFrame
+
+    @property
+    def metric(self) -> str:
+        return str(self.info["metric"])
+
+    @property
+    def mode(self) -> str:
+        return str(self.info["mode"])
+
+    @property
+    def arms(self) -> list[str]:
+        return [str(a) for a in self.info["arms"]]
+
+
+def fmt(v: Any) -> str:
+    """A cell's text: 6 significant digits, empty when undefined."""
+    if v is None or isinstance(v, bool | np.bool_):
+        return "" if v is None else str(v)
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    if isinstance(v, float | np.floating):
+        return "" if math.isnan(v) else f"{float(v):.6g}"
+    return str(v)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A Markdown table; raw floats at 4 decimals (for terminals), strings as given."""
+    def cell(v: Any) -> str:
+        if isinstance(v, float | np.floating):
+            return NA if math.isnan(v) else f"{v:.4f}"
+        return str(v)
+
+    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body])
+
+
+def resolve_baseline(baseline: str | None, arms: list[str]) -> str:
+    """The baseline arm: the one named (it must be an arm), else the first."""
+    if baseline is None:
+        return arms[0] if arms else ""
+    if baseline not in arms:
+        raise NeurorayError(f"baseline {baseline!r}: not an arm of this run; arms: {', '.join(arms)}")
+    return baseline
+
+
+def best_arm(cells: pd.DataFrame, metric: str, mode: str) -> str | None:
+    """The arm with the best mean of ``metric`` over its cells, by ``mode``."""
+    means = cells.groupby("arm")[metric].mean().dropna() if not cells.empty else pd.Series(dtype=float)
+    if means.empty:
+        return None
+    return str(best_index(means, mode))

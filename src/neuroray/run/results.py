@@ -1,0 +1,114 @@
+"""Tune's results as the run folder's tables: one row per trial (its best epoch of the final phase), every
+reported epoch, and each failure's cause in one line. The only report code that needs Ray."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from ray import tune
+
+from neuroray.reports.folder import HISTORY_KEYS, METRIC_PREFIXES
+from neuroray.reports.selection import best_index
+from neuroray.run_folder.storage import checkpoint_uri  # s3://… when --storage is a URI
+
+__all__ = ["trial_rows", "trial_histories", "error_text"]
+
+
+def _checkpoint_path(result: tune.Result, history: pd.DataFrame, metric: str, mode: str) -> str | None:
+    """The trial's checkpoint at its best epoch by the experiment's metric (what export ships), else its
+    latest. Every epoch is checkpointed; Tune/Train keep the best and the latest (``num_to_keep=1``)."""
+    if result.checkpoint is not None:
+        scored = [(float(m[metric]), c) for c, m in (result.best_checkpoints or [])
+                  if isinstance(m.get(metric), int | float) and math.isfinite(m[metric])]
+        best = (min if mode == "min" else max)(scored, key=lambda sc: sc[0])[1] if scored else result.checkpoint
+        return checkpoint_uri(best)
+    if "checkpoint_path" in history and history["checkpoint_path"].notna().any():  # TorchTrainer engine
+        saved = history[history["checkpoint_path"].notna()]
+        if metric in saved and saved[metric].notna().any():
+            at = best_index(saved[metric], mode)
+            return str(saved.loc[at, "checkpoint_path"])
+        return str(saved["checkpoint_path"].iloc[-1])
+    return None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_text(error: BaseException) -> str:
+    """The cause of a trial's failure in one line: Ray wraps it (``ray::ImplicitFunc.train() (pid=…)`` in
+    colour, then a traceback); the row shows the exception's own type and message instead."""
+    cause: BaseException = error
+    while isinstance(inner := getattr(cause, "cause", None), BaseException) and inner is not cause:
+        cause = inner
+    if cause is not error:
+        text = f"{type(cause).__name__}: {cause}"
+    else:
+        lines = [line for line in _ANSI.sub("", str(error)).splitlines() if line.strip()]
+        text = lines[-1] if lines else type(error).__name__
+    return " ".join(_ANSI.sub("", text).split())[:300]
+
+
+def _trial_id(result: tune.Result) -> str:
+    return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
+
+
+def _history(result: tune.Result) -> pd.DataFrame:
+    return result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
+
+
+def trial_rows(grid: tune.ResultGrid, metric: str, mode: str) -> pd.DataFrame:
+    """One row per trial: its cell, params, and the metrics of its best epoch in the final phase."""
+    rows: list[dict[str, Any]] = []
+    for i in range(len(grid)):
+        result = grid[i]
+        cfg = result.config or {}
+        history = _history(result)
+        row: dict[str, Any] = {
+            "trial_id": _trial_id(result), "arm": cfg.get("arm"), "seed": cfg.get("seed"),
+            "status": "ERROR" if result.error else "OK",
+            "epochs": int(history["training_iteration"].max()) if "training_iteration" in history else 0,
+        }
+        row.update({f"param.{k}": v for k, v in (cfg.get("params") or {}).items()})
+        if metric in history and history[metric].notna().any():
+            final = history[history["phase"] == history["phase"].iloc[-1]] if "phase" in history else history
+            final = final[final[metric].notna()]
+            best = final.loc[best_index(final[metric], mode)]
+            for col in final.columns:
+                if col.startswith(METRIC_PREFIXES):
+                    row[col] = float(best[col])
+            row["best_epoch"] = int(best["training_iteration"])
+        row["checkpoint"] = _checkpoint_path(result, history, metric, mode)
+        row["error"] = error_text(result.error) if result.error else ""
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if metric not in df:
+        df[metric] = np.nan
+    return df.sort_values(["arm", "seed", "trial_id"], kind="stable").reset_index(drop=True)
+
+
+def trial_histories(grid: tune.ResultGrid) -> pd.DataFrame:
+    """Every reported epoch of every trial (learning curves): ``HISTORY_KEYS`` + metric columns."""
+    frames = []
+    for i in range(len(grid)):
+        result = grid[i]
+        h = _history(result)
+        if h.empty:
+            continue
+        cfg = result.config or {}
+        keep = [c for c in h.columns if c in ("training_iteration", "phase", "phase_epoch")
+                or str(c).startswith(METRIC_PREFIXES)]
+        h = h[keep].copy()
+        if "training_iteration" in h.columns:  # a trial resumed from an older checkpoint reports some epochs again
+            h = h.drop_duplicates("training_iteration", keep="last")
+        h.insert(0, "trial_id", _trial_id(result))
+        h.insert(1, "arm", cfg.get("arm"))
+        h.insert(2, "seed", cfg.get("seed"))
+        frames.append(h)
+    if not frames:
+        return pd.DataFrame(columns=HISTORY_KEYS)
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,222 @@
+"""ONE train loop, two engines.
+
+``run_phases`` fits an experiment's phases with Lightning on batches streamed from Ray Data. It is
+called either inside the (reused) Tune trial actor for single-worker trials — ~2 s per tiny trial —
+or as ``train_loop_per_worker`` of a Train V2 ``TorchTrainer`` when a phase spans several workers
+or GPUs. The two engines differ only in how the loop gets its dataset shards and reports.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from neuroray.datasets.spec import spec_from_dict
+from neuroray.errors import NeurorayError
+from neuroray.run_folder.checkpoints import (
+    CKPT_LIGHTNING,
+    load_phase_state,
+    save_checkpoint,
+    save_phase,
+)
+from neuroray.trainables import base as registry
+
+ReportFn = Callable[[dict[str, Any], str | None], None]
+ShardFn = Callable[[str], Any]  # split name -> ray.data.DataIterator
+
+
+
+class Batches:
+    """Re-iterable torch batches from a Ray DataIterator; a new local-shuffle seed every epoch.
+
+    Each epoch of a Ray dataset shard is a new streaming execution, and its first batch waits for that
+    start-up (plus the local-shuffle buffer). With ``epochs`` known, the next epoch is opened, and its first
+    batch fetched, in a background thread as soon as this epoch's batches run out, so the start-up overlaps
+    validation instead of stalling the next training step (benchmarks/data_wait.py).
+    """
+
+    def __init__(self, get_shard: ShardFn, split: str, batch_size: int, shuffle: bool, seed: int,
+                 epochs: int | None = None) -> None:
+        self.get_shard, self.split, self.batch_size = get_shard, split, batch_size
+        self.shuffle, self.seed, self.epoch, self.epochs = shuffle, seed, 0, epochs
+        self._ahead: _Ahead | None = None
+
+    def _open(self) -> tuple[Any, Iterator[dict[str, torch.Tensor]]]:
+        kwargs: dict[str, Any] = {}
+        if self.shuffle:
+            kwargs = {"local_shuffle_buffer_size": 4 * self.batch_size,
+                      "local_shuffle_seed": self.seed * 10_007 + self.epoch}
+        self.epoch += 1
+        batches = iter(self.get_shard(self.split).iter_torch_batches(batch_size=self.batch_size, drop_last=False,
+                                                                     **kwargs))
+        return next(batches, _END), batches
+
+    def _finite(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A NaN in ``x`` turns every metric into NaN and the trial into a silent "OK" without a score."""
+        x = batch.get("x")
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise NeurorayError(f"split {self.split!r}: x holds NaN or inf values (batch of epoch {self.epoch}); "
+                                "the shard set was written or edited outside neuroray's prepare. Prepare it again")
+        return batch
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        ahead, self._ahead = self._ahead, None
+        first, batches = ahead.result() if ahead is not None else self._open()
+        if first is _END:
+            return
+        yield self._finite(first)
+        for batch in batches:
+            yield self._finite(batch)
+        if self.epochs is not None and self.epoch < self.epochs:
+            self._ahead = _Ahead(self._open)
+
+
+_END = object()
+
+
+class _Ahead:
+    """``fn()`` in a daemon thread (a trial stopped mid-epoch must not wait for it); ``result()`` joins it and
+    re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._out: list[Any] = []
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True, name="neuroray-next-epoch")
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self._out.append((True, fn()))
+        except BaseException as e:  # handed to the consumer, raised there
+            self._out.append((False, e))
+
+    def result(self) -> Any:
+        self._thread.join()
+        ok, value = self._out[0]
+        if not ok:
+            raise value
+        return value
+
+
+class EpochReporter(L.Callback):
+    """After each epoch of the final phase (validation included): metrics to Ray with a checkpoint.
+
+    Every epoch's checkpoint carries the Lightning state (optimizer, epoch), so a trial restarted after a
+    lost node or an interrupted run continues where it stopped; Tune keeps the latest one and the best
+    by the experiment's metric (``CheckpointConfig``), and exports use the best.
+
+    Earlier phases report nothing to Ray: Tune's searchers and schedulers expect the experiment's metric
+    in every result, and a pretraining phase has none. Their metrics go to TensorBoard; their weights pass
+    to the next phase in memory.
+    """
+
+    def __init__(self, report: ReportFn, phase: dict[str, Any], spec: dict[str, Any], final: bool,
+                 is_rank0: bool) -> None:
+        self.report, self.phase, self.spec, self.final = report, phase, spec, final
+        self.is_rank0 = is_rank0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not self.final:
+            return
+        metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics.update(phase=self.phase["name"], phase_epoch=trainer.current_epoch + 1)
+        with tempfile.TemporaryDirectory(prefix="neuroray-ckpt-") as tmp:
+            trainer.save_checkpoint(Path(tmp) / CKPT_LIGHTNING, weights_only=False)  # all ranks (DDP collective)
+            if not self.is_rank0:
+                self.report(metrics, None)
+                return
+            save_checkpoint(Path(tmp), module, self.phase, self.spec, metrics)  # type: ignore[arg-type]
+            self.report(metrics, tmp)
+
+
+def run_phases(cfg: dict[str, Any], get_shard: ShardFn, report: ReportFn,
+               lightning_kwargs: dict[str, Any] | None = None,
+               prepare: Callable[[L.Trainer], L.Trainer] | None = None, is_rank0: bool = True,
+               restore: str | Path | None = None) -> None:
+    """Fit every phase in order; a phase with ``from`` starts from that phase's weights.
+
+    ``cfg``: phases (dicts), spec ({modality, spec}), seed, metric, mode, tensorboard_dir, trial_name, threads,
+    phase_dir (where each finished phase's weights are kept). ``restore``: the trial's last checkpoint (a
+    restarted trial): the final phase continues from it. Without one, phases already finished in
+    ``phase_dir`` are loaded instead of trained again.
+    """
+    torch.set_num_threads(max(1, int(cfg.get("threads", 1))))
+    spec = spec_from_dict(cfg["spec"]["modality"], cfg["spec"]["spec"])
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    phases = cfg["phases"]
+    phase_dir = Path(cfg["phase_dir"]) if cfg.get("phase_dir") else None
+    resume = Path(restore) / CKPT_LIGHTNING if restore and (Path(restore) / CKPT_LIGHTNING).is_file() else None
+    for i, phase in enumerate(phases):
+        final = i == len(phases) - 1
+        if not final and resume is not None:
+            continue  # the final phase's checkpoint holds every weight the chain produced
+        done = load_phase_state(phase_dir / phase["name"]) if phase_dir and not final else None
+        if done is not None:
+            states[phase["name"]] = done
+            continue
+        L.seed_everything(cfg["seed"] * 1000 + i, workers=False, verbose=False)
+        module = registry.build(phase["trainable"], spec, phase.get("hparams") or {}, target=phase.get("target"))
+        if phase.get("from") and resume is None:
+            registry.load_matching(module, states[phase["from"]])
+        stats = cfg.get("target_stats", {}).get(phase.get("target") or "")
+        if stats:  # after the carry-over: this phase's own target
+            module.set_target_stats(stats["mean"], stats["std"])
+        logger: Any = False
+        if cfg.get("tensorboard_dir") and is_rank0:
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            logger = TensorBoardLogger(save_dir=cfg["tensorboard_dir"], name=cfg["trial_name"],
+                                       version=phase["name"], default_hp_metric=False)
+        trainer = L.Trainer(
+            max_epochs=phase["epochs"], logger=logger, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+            log_every_n_steps=1, deterministic=False,
+            callbacks=[EpochReporter(report, phase, cfg["spec"], final, is_rank0)],
+            **(lightning_kwargs or {"accelerator": "auto", "devices": 1}),
+        )
+        if prepare is not None:
+            trainer = prepare(trainer)
+        bs = int(phase["batch_size"])
+        # A resumed phase runs fewer epochs than it names: no opening of an epoch that never comes.
+        epochs = None if final and resume is not None else int(phase["epochs"])
+        trainer.fit(module, train_dataloaders=Batches(get_shard, "train", bs, True, cfg["seed"], epochs),
+                    val_dataloaders=Batches(get_shard, "val", bs, False, cfg["seed"]),
+                    ckpt_path=str(resume) if final and resume is not None else None,
+                    weights_only=True)
+        states[phase["name"]] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        # The final phase's checkpoints go to Tune (a scheduler may stop the trial at its last report).
+        if phase_dir is not None and is_rank0 and not final:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            save_phase(phase_dir / phase["name"], module, phase, cfg["spec"], metrics)
+
+
+def torchtrainer_worker_loop(cfg: dict[str, Any]) -> None:
+    """``train_loop_per_worker`` for the TorchTrainer engine (runs in each Train worker)."""
+    import ray.train
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
+
+    from neuroray.run.session import configure_data_context
+
+    configure_data_context()
+    rank0 = ray.train.get_context().get_world_rank() == 0
+
+    def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        ckpt = ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
+        ray.train.report(metrics, checkpoint=ckpt)
+
+    kwargs: dict[str, Any] = dict(
+        cfg=cfg, get_shard=ray.train.get_dataset_shard, report=report, is_rank0=rank0, prepare=prepare_trainer,
+        lightning_kwargs={"accelerator": "auto", "devices": "auto", "strategy": RayDDPStrategy(),
+                          "plugins": [RayLightningEnvironment()]},
+    )
+    ckpt = ray.train.get_checkpoint()  # set when Train restarts the run after a failure or a resume
+    if ckpt is None:
+        run_phases(**kwargs)
+        return
+    with ckpt.as_directory() as restore:
+        run_phases(**kwargs, restore=restore)

@@ -1,0 +1,236 @@
+"""Run an experiment: matrix cells × Optuna samples as Tune trials, each a function trainable.
+
+A single-worker trial runs the train loop inside its (reused) trial actor; a multi-worker or
+multi-GPU trial launches a Train V2 ``TorchTrainer`` from the trial function, with Tune's report
+callback passed into the trainer's RunConfig (``Tuner(trainer)`` is gone in Train V2).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
+
+from neuroray.datasets.shards import ShardSet
+from neuroray.errors import ConfigError
+from neuroray.run import ingest, session
+from neuroray.run.searcher import MatrixSearcher
+from neuroray.run.state_backup import StateBackup
+from neuroray.run.tracking import trial_label, wandb_callback
+from neuroray.run.train import run_phases, torchtrainer_worker_loop
+from neuroray.run_folder import storage as storage_mod
+from neuroray.search_spaces.experiment import LoadedExperiment
+from neuroray.search_spaces.schema import Experiment
+
+DRIVER_CPU = 0.01
+
+
+def choose_engine(exp: Experiment) -> str:
+    r = exp.resources
+    spread = r.workers > 1 or (r.gpus_per_worker > 1)
+    if r.engine == "actor" and spread:
+        raise ConfigError("resources.engine: 'actor' runs one worker in the trial actor; "
+                          f"workers={r.workers}, gpus_per_worker={r.gpus_per_worker} needs 'torchtrainer' or 'auto'")
+    if r.engine == "auto":
+        return "torchtrainer" if spread else "actor"
+    return r.engine
+
+
+def loop_config(exp: Experiment, shard_set: ShardSet, seed: int, metric: str, mode: str,
+                tensorboard_dir: str | None, trial_name: str, phase_dir: str | None = None) -> dict[str, Any]:
+    return {
+        "phase_dir": phase_dir,
+        "phases": [p.model_dump(by_alias=True) for p in exp.phases],
+        "spec": {"modality": shard_set.manifest["modality"], "spec": shard_set.manifest["spec"]},
+        "seed": seed, "metric": metric, "mode": mode,
+        "tensorboard_dir": tensorboard_dir, "trial_name": trial_name,
+        "threads": exp.resources.cpus_per_worker,
+        # train-split mean/std of numeric targets: regressors predict on a standardized scale
+        "target_stats": shard_set.manifest.get("target_stats", {}),
+    }
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial needs besides its config; shipped once through ``tune.with_parameters``."""
+
+    loaded: LoadedExperiment
+    shard_set: ShardSet
+    metric: str
+    mode: str
+    run_dir: str
+    tensorboard_dir: str | None
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any]) -> None:
+    """The Tune function trainable: resolve this trial's experiment, then fit it on its engine."""
+    exp = ctx.loaded.resolve(config["arm"], config["seed"], config.get("params"))
+    trial_id = tune.get_context().get_trial_id()
+    name = trial_label(config, trial_id)
+    cfg = loop_config(exp, ctx.shard_set, config["seed"], ctx.metric, ctx.mode, ctx.tensorboard_dir, name,
+                      phase_dir=str(Path(ctx.run_dir) / "checkpoints" / name))
+    if choose_engine(exp) == "actor":
+        session.configure_data_context()
+
+        node_id = ray.get_runtime_context().get_node_id()  # which node ran it (clusters; restarts move trials)
+
+        def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+            tune.report({**metrics, "node_id": node_id},
+                        checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+
+        def get_shard(split: str) -> Any:
+            return datasets[split].iterator()
+
+        ckpt = tune.get_checkpoint()  # set when the trial restarts (lost node, `neuroray run --resume`)
+        if ckpt is None:
+            run_phases(cfg, get_shard=get_shard, report=report)
+            return
+        with ckpt.as_directory() as restore:
+            run_phases(cfg, get_shard=get_shard, report=report, restore=restore)
+        return
+    _fit_with_torchtrainer(cfg, exp, datasets, Path(ctx.run_dir) / "train", name)
+
+
+def _fit_with_torchtrainer(cfg: dict[str, Any], exp: Experiment, datasets: dict[str, Any],
+                           storage: Path, name: str) -> None:
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    r = exp.resources
+    trainer = TorchTrainer(
+        torchtrainer_worker_loop,
+        train_loop_config=cfg,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=r.workers, use_gpu=r.gpus_per_worker > 0,
+            resources_per_worker={"CPU": r.cpus_per_worker,
+                                  **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})},
+        ),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=str(storage), callbacks=[TuneReportCallback()],  # type: ignore[list-item]
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=cfg["metric"],
+                                                         checkpoint_score_order=cfg["mode"]),
+            failure_config=ray.train.FailureConfig(max_failures=r.max_failures),
+        ),
+        datasets=datasets,
+    )
+    trainer.fit()
+
+
+def phase_chains(loaded: LoadedExperiment) -> dict[str, list[str]]:
+    seed = loaded.model.matrix.seed[0]
+    return {arm: [p.name for p in loaded.resolve(arm, seed).phases] for arm in loaded.arms}
+
+
+def _scheduler(exp: Experiment) -> TrialScheduler:
+    s = exp.scheduler
+    max_t = exp.phases[-1].epochs  # only the final phase reports to Tune (training_iteration counts its epochs)
+    if s.type == "asha":
+        return ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(s.grace_period, max_t),
+                             reduction_factor=s.reduction_factor)
+    if s.type == "median":
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=s.grace_period, min_samples_required=2)
+    return FIFOScheduler()
+
+
+def trial_request(exp: Experiment) -> dict[str, float]:
+    """What one trial holds at once, summed over its workers (the driver's token CPU included)."""
+    r = exp.resources
+    cpu = r.cpus_per_worker * r.workers + (DRIVER_CPU if choose_engine(exp) == "torchtrainer" else 0.0)
+    return {"CPU": cpu, "GPU": r.gpus_per_worker * r.workers, **r.driver_resources}
+
+
+def check_resources(loaded: LoadedExperiment, embedded: bool) -> None:
+    """A trial that asks for more than Ray has would wait forever: refused on embedded Ray (its resources are
+    all there is); on a joined cluster, said once (the autoscaler may still add nodes that have it)."""
+    have = ray.cluster_resources()
+    for arm in loaded.arms:
+        exp = loaded.resolve(arm, loaded.model.matrix.seed[0])
+        short = {k: (v, have.get(k, 0.0)) for k, v in trial_request(exp).items() if v > have.get(k, 0.0) + 1e-9}
+        if not short:
+            continue
+        what = ", ".join(f"{k} {need:g} (Ray has {got:g})" for k, (need, got) in short.items())
+        where = f"resources (arm {arm})" if len(loaded.arms) > 1 else "resources"
+        if embedded:
+            raise ConfigError(f"{where}: a trial needs {what}; this machine's Ray cannot give it, so the trial "
+                              "would wait forever. Lower workers / cpus_per_worker / gpus_per_worker, or join a "
+                              "cluster that has it with --address")
+        print(f"note: {where}: a trial needs {what} that no node has now; it waits until the autoscaler adds "
+              "a node that has it (`ray status` shows the pending demand)", flush=True)
+
+
+def max_concurrency(exp: Experiment, embedded: bool) -> int:
+    if exp.resources.max_concurrent_trials:
+        return exp.resources.max_concurrent_trials
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    if embedded:
+        cpus -= session.logical_cpus() - (os.cpu_count() or 1)  # the CPUs held back for Ray Data
+    else:
+        cpus -= 1  # one CPU left for Ray Data tasks on a joined cluster
+    per_trial = exp.resources.workers * exp.resources.cpus_per_worker
+    return max(1, int(cpus // per_trial))
+
+
+def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
+                   embedded: bool = True, verbose: int = 1, resume: bool = False,
+                   storage_uri: str | None = None) -> tune.ResultGrid:
+    """Run every trial of the experiment under Tune; returns Tune's ResultGrid.
+
+    ``resume``: continue the interrupted run in ``storage/<name>`` (Tune's experiment state, the searcher's
+    studies, each unfinished trial from its last checkpoint); finished trials are not run again.
+    ``storage_uri`` (``s3://…``): where Tune keeps trial folders, checkpoints and experiment state instead of
+    ``storage`` (which then holds the local summary, TensorBoard and W&B files; see ``run_folder/storage.py``).
+    """
+    exp = loaded.model
+    metric, mode = loaded.metric
+    engine = choose_engine(exp)
+    run_dir = storage / exp.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    datasets = ingest.load_datasets(shard_set, cache=exp.data.cache)
+    ctx = TrialContext(loaded=loaded, shard_set=shard_set, metric=metric, mode=mode, run_dir=str(run_dir),
+                       tensorboard_dir=str(run_dir / "tensorboard"))
+    trainable = tune.with_parameters(run_trial, ctx=ctx, datasets=datasets)
+    r = exp.resources
+    # driver_resources: custom resources the trial actor also asks for, e.g. {trial_driver: 1} that only
+    # on-demand nodes offer (cluster.yaml), so losing a spot node never takes a trial driver with it.
+    # (cpu/gpu/memory there are refused by the schema, before Ray starts.)
+    if engine == "actor":
+        trainable = tune.with_resources(trainable, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker,
+                                                    **r.driver_resources})
+    else:
+        # The trial function only drives the TorchTrainer; its workers hold the real resources. A
+        # token CPU share (Tune refuses an empty request) keeps the driver schedulable anywhere.
+        trainable = tune.with_resources(trainable, {"cpu": DRIVER_CPU, **r.driver_resources})
+    if resume:
+        # Tune's saved state holds the searcher, scheduler and run config; only the trainable is re-attached.
+        restore_from = storage_mod.join(storage_uri, exp.name) if storage_uri else str(run_dir.resolve())
+        return tune.Tuner.restore(restore_from, trainable=trainable, resume_unfinished=True,
+                                  resume_errored=True).fit()
+    searcher = MatrixSearcher(loaded.cells(), loaded.space(), exp.search.num_samples, metric, mode,
+                              sampler=exp.search.sampler, objectives=loaded.objectives)
+    callbacks: list[Any] = [cb for cb in [wandb_callback(exp.name, run_dir, phase_chains(loaded))] if cb is not None]
+    experiment_dir = storage_mod.join(storage_uri, exp.name) if storage_uri else str(run_dir.resolve())
+    callbacks.append(StateBackup(experiment_dir))  # a last good state, for --resume after a full disk
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=metric, mode=mode, search_alg=searcher, scheduler=_scheduler(exp),
+            num_samples=searcher.total, max_concurrent_trials=max_concurrency(exp, embedded),
+            reuse_actors=engine == "actor",
+            trial_name_creator=lambda t: trial_label(t.config, t.trial_id),
+            trial_dirname_creator=lambda t: trial_label(t.config, t.trial_id),
+        ),
+        run_config=tune.RunConfig(
+            name=exp.name, storage_path=storage_uri or str(storage.resolve()), callbacks=callbacks, verbose=verbose,
+            # the best checkpoint by the metric (exports) and, always, the latest (restarts)
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
+                                                    checkpoint_score_order=mode),
+            failure_config=tune.FailureConfig(max_failures=r.max_failures),
+        ),
+    )
+    return tuner.fit()

@@ -1,0 +1,230 @@
+"""Where a run goes: a local folder, or any pyarrow filesystem URI (``s3://bucket/prefix``, ``gs://…``).
+
+With a URI, Tune's ``storage_path`` is the URI: trial folders, checkpoints, per-trial results
+(``result.json``, ``progress.csv``) and Tune's restorable experiment state go there, so every node of a
+cluster reads and writes the same place. The run *summary* (``results.csv/.parquet``, ``report.md``,
+``run.json``) is written to the local ``runs/<experiment>/`` first and then copied next to the trial
+folders in storage, so a job whose working directory vanishes still leaves it behind. TensorBoard files
+and W&B offline runs stay local (``runs/<experiment>/``) on the node that ran each trial.
+
+S3 credentials and endpoint come from the standard AWS chain (``AWS_PROFILE``/``AWS_ACCESS_KEY_ID``, the
+node's IAM role; ``AWS_ENDPOINT_URL`` for an S3-compatible server), read by pyarrow.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from neuroray.errors import NeurorayError
+
+LOCAL_SUMMARY_ROOT = Path("runs")  # where the summary of a run with URI storage is written locally
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_URI_SCHEME_OF = {"s3": "s3", "gcs": "gs", "hdfs": "hdfs", "abfs": "abfs"}  # pyarrow type_name → URI scheme
+
+
+def is_uri(path: str | Path) -> bool:
+    """``s3://…``, ``gs://…``, ``hdfs://…``: a remote filesystem. ``file://`` and plain paths are local."""
+    text = str(path)
+    return bool(_SCHEME.match(text)) and not text.startswith("file://")
+
+
+def _local(path: str | Path) -> Path:
+    text = str(path)
+    return Path(text[len("file://"):] if text.startswith("file://") else text)
+
+
+def join(uri: str, *parts: str) -> str:
+    """Append path parts to a URI, keeping its query (``?endpoint_override=…``) at the end."""
+    s = urlsplit(uri)
+    path = "/".join([s.path.rstrip("/"), *(p.strip("/") for p in parts)])
+    return urlunsplit((s.scheme, s.netloc, path, s.query, s.fragment))
+
+
+def with_query(uri: str, like: str) -> str:
+    """``uri`` with the query of ``like`` (the storage URI) when it is a URI that has none of its own."""
+    query = urlsplit(like).query
+    s = urlsplit(uri)
+    if not query or s.query or not is_uri(uri):
+        return uri
+    return urlunsplit((s.scheme, s.netloc, s.path, query, s.fragment))
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def filesystem(uri: str, what: str = "--storage") -> tuple[pafs.FileSystem, str]:
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OSError) as e:
+        raise NeurorayError(f"{what} {uri}: pyarrow cannot open this URI ({_first_line(e)}); use a local folder "
+                            "or s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, hdfs://HOST/PATH") from None
+    return fs, path.rstrip("/")
+
+
+def fs_and_path(location: str | Path) -> tuple[pafs.FileSystem, str]:
+    """A folder or a URI → (pyarrow filesystem, path on it); local paths made absolute."""
+    if is_uri(location):
+        return filesystem(str(location))
+    return pafs.LocalFileSystem(), str(_local(location).resolve())
+
+
+def publish(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` at ``path`` so a reader sees the old file or the new one (temp + rename locally, one PUT on
+    an object store); a failed write (no space) leaves the old file whole."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            Path(tmp).write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+
+
+def local_root(storage: str | Path) -> Path:
+    """The local folder that holds run summaries (``runs/`` of the working directory for a URI)."""
+    return LOCAL_SUMMARY_ROOT.resolve() if is_uri(storage) else _local(storage).resolve()
+
+
+def tune_storage_path(storage: str | Path) -> str:
+    """What Tune gets as ``RunConfig(storage_path=…)``."""
+    return str(storage).rstrip("/") if is_uri(storage) else str(_local(storage).resolve())
+
+
+def check_writable(storage: str | Path) -> None:
+    """Probe-write one empty object; one clear line on failure (before Ray starts)."""
+    if not is_uri(storage):
+        root = _local(storage)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".neuroray-write-test-{time.time_ns()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise NeurorayError(f"--storage {storage}: not writable ({e.strerror}); "
+                                "choose a folder you can write") from None
+        return
+    uri = str(storage)
+    fs, path = filesystem(uri)
+    key = f"{path}/.neuroray-write-test-{time.time_ns()}"
+    try:
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(key) as out:
+            out.write(b"")
+        fs.delete_file(key)
+    except (OSError, pa.ArrowException) as e:
+        raise NeurorayError(f"--storage {uri}: not writable ({_first_line(e)}); check that the bucket exists and "
+                            "that your credentials (AWS_PROFILE / AWS_ACCESS_KEY_ID, or the node's IAM role) may "
+                            "write there; AWS_ENDPOINT_URL points at an S3-compatible server") from None
+
+
+RUN_MARKER = "experiment.json"  # written at the start of every run folder: only such a folder is ever removed
+LOCK_FILE = ".neuroray.lock"  # the live run's lock (run_folder/run_lock.py); never removed with the folder
+
+
+def _own_run_folder(local: Path, root: Path) -> Path:
+    """``local`` if it is a neuroray run folder directly inside ``root``; else one error line, nothing removed."""
+    resolved = local.resolve()
+    if resolved.parent != root.resolve() or resolved == root.resolve():
+        raise NeurorayError(f"{local}: not a folder directly inside the storage root {root}; neuroray removes "
+                            "only its own run folders there")
+    if not (local / RUN_MARKER).is_file():
+        raise NeurorayError(f"{local}: not a neuroray run folder (no {RUN_MARKER}); --overwrite removes only "
+                            "neuroray's own runs. Move it away or choose another --storage")
+    return resolved
+
+
+def clear_previous_run(storage: str | Path, name: str, replace: bool) -> None:
+    """Refuse to mix runs: an existing run of ``name`` (local summary or remote) is an error unless ``replace``.
+
+    Replacing removes only a neuroray run folder (it holds ``experiment.json``) directly inside the storage
+    root, and keeps the lock of the run that is replacing it."""
+    root = local_root(storage)
+    local = root / name
+    local_found = local.is_dir() and any(p.name != LOCK_FILE for p in local.iterdir())
+    remote_found = False
+    if is_uri(storage):
+        check_writable(storage)  # a missing bucket / bad credentials: one clear line, here already
+        fs, path = filesystem(join(str(storage), name))
+        remote_found = fs.get_file_info(path).type != pafs.FileType.NotFound
+    if not (local_found or remote_found):
+        return
+    if not replace:
+        where = [str(local)] * local_found + [join(str(storage), name)] * remote_found
+        raise NeurorayError(f"{' and '.join(where)}: a run of {name!r} already exists; pass --resume to "
+                            "continue it, --overwrite to replace it, or --storage to write elsewhere")
+    if remote_found:
+        marks = {i.base_name for i in fs.get_file_info(pafs.FileSelector(path))}
+        if not marks & {RUN_MARKER, "tuner.pkl"}:
+            raise NeurorayError(f"{join(str(storage), name)}: not a neuroray run folder (no {RUN_MARKER} or "
+                                "tuner.pkl); --overwrite removes only neuroray's own runs")
+    if local_found:
+        for child in _own_run_folder(local, root).iterdir():
+            if child.name == LOCK_FILE:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    if remote_found:
+        fs.delete_dir(path)
+
+
+def upload_summary(run_dir: Path, storage: str, name: str) -> str:
+    """Copy the run summary (the run folder's top-level files: results, reports, run.json) next to the trial
+    folders in remote storage, run.json last as the mark of a finished run; returns that folder's URI."""
+    dest = join(storage, name)
+    fs, path = filesystem(dest)
+    files = sorted((f for f in run_dir.iterdir() if f.is_file() and not f.name.startswith(".")),
+                   key=lambda f: (f.name == "run.json", f.name))
+    try:
+        for file in files:  # one PUT per object: a reader never sees half a file
+            pafs.copy_files(str(file), f"{path}/{file.name}", destination_filesystem=fs)
+    except (OSError, pa.ArrowException) as e:
+        raise NeurorayError(f"{dest}: copying the run summary failed ({_first_line(e)}); the trials and "
+                            f"checkpoints are there, the summary is in {run_dir}") from None
+    return dest
+
+
+def checkpoint_uri(checkpoint: Any) -> str:
+    """A ``ray.train.Checkpoint``'s location as a path or URI that ``fetch_checkpoint`` can open again."""
+    fs, path = checkpoint.filesystem, str(checkpoint.path)
+    if fs is None or isinstance(fs, pafs.LocalFileSystem):
+        return path
+    scheme = _URI_SCHEME_OF.get(fs.type_name)
+    if scheme is None and isinstance(fs, pafs.PyFileSystem) and isinstance(fs.handler, pafs.FSSpecHandler):
+        protocol = fs.handler.fs.protocol
+        scheme = protocol[0] if isinstance(protocol, tuple | list) else protocol
+    return f"{scheme}://{path}" if scheme else path
+
+
+def fetch_checkpoint(checkpoint: str, cache: Path) -> Path:
+    """A checkpoint URI → a local copy under ``cache`` (downloaded once; temp + rename, so never half there)."""
+    fs, path = filesystem(checkpoint, what="checkpoint")
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        raise NeurorayError(f"checkpoint {checkpoint}: not found in storage; the trial has nothing to export")
+    dest = cache / "__".join(path.split("/")[-2:])  # <trial folder>__checkpoint_0000NN
+    if dest.is_dir():
+        return dest
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=cache))
+    try:
+        pafs.copy_files(path, str(tmp), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        os.replace(tmp, dest)
+    except (OSError, pa.ArrowException) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise NeurorayError(f"checkpoint {checkpoint}: download failed ({_first_line(e)})") from None
+    return dest

@@ -1,0 +1,44 @@
+"""The atlas, LFP and RF experiment files in --smoke mode: each prepares its shards and runs every arm."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from neuroray.cli import main
+from neuroray.datasets.shards import open_shard_set
+
+REPO = Path(__file__).resolve().parents[2]
+STUDIES = ["atlas/vae3d_conditional.yaml", "atlas/beta_vae_sweep.yaml", "lfp/genotype_vit.yaml",
+           "lfp/ntrials_matrix.yaml", "rf/localization.yaml", "rf/localization_hpo.yaml"]
+# The EEG2025 files run against the session's synthetic HBN tree in test_eeg2025_challenge1.py.
+EEG2025 = ["eeg2025/challenge1.yaml", "eeg2025/challenge1_hpo.yaml", "eeg2025/challenge2_hpo.yaml",
+           "eeg2025/multiphase_ablation.yaml"]
+
+
+def test_every_experiment_file_has_a_smoke_test() -> None:
+    shipped = sorted(str(p.relative_to(REPO / "experiments")) for p in (REPO / "experiments").rglob("*.yaml"))
+    assert shipped == sorted([*STUDIES, *EEG2025, "demo.yaml"])  # demo.yaml: tests/run/test_demo_smoke.py
+
+
+@pytest.mark.parametrize("rel", STUDIES)
+def test_study_smoke(rel: str, ray_session: None, tmp_path: Path) -> None:
+    path = REPO / "experiments" / rel
+    raw = yaml.safe_load(path.read_text())
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # data/ (relative in the files) lands in the temp folder
+    try:
+        assert main(["run", str(path), "--smoke", "--quiet", "--storage", str(tmp_path / "runs")]) == 0
+    finally:
+        os.chdir(cwd)
+    shards = open_shard_set(tmp_path / raw["smoke"]["overrides"]["data.shards"])
+    assert shards.manifest["modality"] == {"atlas": "volume"}.get(rel.split("/")[0], "spectrogram")
+    df = pd.read_csv(tmp_path / "runs" / f"{raw['name']}-smoke" / "results.csv")
+    assert sorted(df["arm"]) == sorted(raw["matrix"].get("arm", {"default": {}}))
+    assert (df["status"] == "OK").all()
+    metric = raw["metric"]["name"]
+    assert metric in df.columns

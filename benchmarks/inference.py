@@ -31,7 +31,7 @@ from neuroray.export.quantize import Precision
 from neuroray.export.to_onnx import export_model, export_module
 from neuroray.run_folder.checkpoints import save_checkpoint
 from neuroray.trainables import base
-from neuroray.trainables.eeg import EncoderName
+from neuroray.trainables.models.eeg_encoders import EncoderName
 
 THREADS, BATCH = 1, 64
 SPEC = EEGWindowSpec(n_chans=129, n_times=200, sfreq=100.0, ch_names=tuple(resolve_layout("hbn129")))

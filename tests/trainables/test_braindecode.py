@@ -14,8 +14,9 @@ from train_step import step_changes
 from neuroray.datasets.spec import EEGWindowSpec
 from neuroray.datasets.synthetic import eeg_band_power_windows
 from neuroray.errors import ConfigError
-from neuroray.trainables import base, braindecode_encoders
-from neuroray.trainables.eeg import ENCODERS
+from neuroray.trainables import base
+from neuroray.trainables.models import braindecode_encoders
+from neuroray.trainables.models.eeg_encoders import ENCODERS
 
 BRAINDECODE = list(braindecode_encoders.MODELS)
 # Small windows with 10-20 names, so 'labram' can place the channels on the scalp.
@@ -36,7 +37,7 @@ def test_encoder_literal_names_every_encoder_once() -> None:
 
 
 def test_importing_the_trainable_does_not_import_braindecode() -> None:
-    code = "import sys, neuroray.trainables.eeg; assert 'braindecode' not in sys.modules, 'imported eagerly'"
+    code = "import sys, neuroray.trainables.tasks.eeg; assert 'braindecode' not in sys.modules, 'imported eagerly'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -12,7 +12,7 @@ from train_step import assert_logs_declared, step_changes
 from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
 from neuroray.trainables import base
-from neuroray.trainables.localization import gaussian_nll
+from neuroray.trainables.losses import gaussian_nll
 
 TINY = SpectrogramSpec(n_trials=4, n_freqs=8, n_frames=6)  # 4 receivers, 8 mel bins, 6 frames
 RECEIVERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])

@@ -12,8 +12,7 @@ import torch
 from neuroray.datasets.spec import EEGWindowSpec
 from neuroray.export.to_onnx import export_module, parity
 from neuroray.trainables import base
-from neuroray.trainables.contrastive import positive_mask
-from neuroray.trainables.pretrain import patch_mask
+from neuroray.trainables.losses import patch_mask, positive_mask
 
 SPEC = EEGWindowSpec(n_chans=8, n_times=128, sfreq=64.0)
 

@@ -12,7 +12,8 @@ from train_step import assert_logs_declared
 from neuroray.datasets.spec import VolumeSpec
 from neuroray.errors import ConfigError
 from neuroray.trainables import base
-from neuroray.trainables.vae3d import KLController, pearson_per_sample, scheduled_beta, ssim3d
+from neuroray.trainables.losses import pearson_per_sample, ssim3d
+from neuroray.trainables.tasks.vae3d import KLController, scheduled_beta
 
 TINY = VolumeSpec(shape=(12, 14, 12), voxel_mm=8.0)  # odd-ish sizes: 14 is not a multiple of 2**depth
 SMALL_HP = {"depth": 2, "base_channels": 8, "latent_dim": 8}

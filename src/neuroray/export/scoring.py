@@ -25,11 +25,11 @@ from neuroray.datasets.shards import ShardSet
 from neuroray.errors import NeurorayError
 from neuroray.export.inference import iter_split
 from neuroray.trainables.base import Task
-from neuroray.trainables.contrastive import EEGContrastive, info_nce, positive_mask
-from neuroray.trainables.localization import RFLocalizer
+from neuroray.trainables.losses import info_nce, patch_mask, pearson_per_sample, positive_mask
 from neuroray.trainables.metrics import NRMSE, ClassificationMetrics
-from neuroray.trainables.pretrain import EEGMaskedPretrain, patch_mask
-from neuroray.trainables.vae3d import pearson_per_sample
+from neuroray.trainables.tasks.contrastive import EEGContrastive
+from neuroray.trainables.tasks.localization import RFLocalizer
+from neuroray.trainables.tasks.pretrain import EEGMaskedPretrain
 
 RunFn = Callable[[np.ndarray], np.ndarray]
 SEED = 20_250  # per-batch seeds for masks/augmentations: SEED + batch index

@@ -106,7 +106,7 @@ def _load_builtin() -> None:
     import importlib
     import pkgutil
 
-    import neuroray.trainables as package
+    import neuroray.trainables.tasks as package
 
     for info in pkgutil.iter_modules(package.__path__):
         if not info.name.startswith("_"):

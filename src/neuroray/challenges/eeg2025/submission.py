@@ -34,9 +34,10 @@ from neuroray.errors import NeurorayError
 from neuroray.export.inference import iter_split
 from neuroray.export.to_onnx import checkpoint_of, select_trial
 from neuroray.run_folder.checkpoints import load_checkpoint
-from neuroray.trainables import braindecode_encoders, eeg
 from neuroray.trainables.base import Task
 from neuroray.trainables.metrics import nrmse
+from neuroray.trainables.models import braindecode_encoders, eeg_encoders
+from neuroray.trainables.tasks.eeg import EEGEncoderHparams
 
 N_CHANS, N_TIMES, SFREQ = 129, 200, 100.0  # what the scorer feeds: 2 s windows of HBN's 129 channels at 100 Hz
 SELF_CHECK_TOL = 1e-4  # relative to the prediction scale
@@ -58,7 +59,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 
 
-# neuroray's own encoders, source copied from neuroray.trainables.eeg
+# neuroray's own encoders, source copied from neuroray.trainables.models.eeg_encoders
 '''
 
 BODY = '''
@@ -122,7 +123,7 @@ class Submission:
 
 
 def submission_source(c1: str, c2: str) -> str:
-    encoders = "\n\n".join(inspect.getsource(cls) for cls in (eeg.ShallowEncoder, eeg.ConvEncoder))
+    encoders = "\n\n".join(inspect.getsource(cls) for cls in (eeg_encoders.ShallowEncoder, eeg_encoders.ConvEncoder))
     return HEADER.format(version=__version__, c1=c1, c2=c2) + encoders + BODY
 
 
@@ -138,10 +139,10 @@ class PackagedModel:
 
 
 def _config_and_state(challenge: int, module: Task, shard_set: ShardSet) -> tuple[dict[str, Any], dict[str, Any]]:
-    spec, hp = cast(EEGWindowSpec, module.spec), cast(eeg.EEGEncoderHparams, module.hp)
+    spec, hp = cast(EEGWindowSpec, module.spec), cast(EEGEncoderHparams, module.hp)
     cfg: dict[str, Any] = {"encoder": hp.encoder, "n_chans": spec.n_chans, "n_times": spec.n_times,
                            "sfreq": spec.sfreq, "n_filters": hp.n_filters, "dropout": hp.dropout}
-    if hp.encoder not in eeg.ENCODERS:
+    if hp.encoder not in eeg_encoders.ENCODERS:
         # the same keyword arguments neuroray builds the braindecode model with (braindecode_encoders.build)
         extra = braindecode_encoders._EXTRA.get(hp.encoder)
         kwargs = {"n_chans": spec.n_chans, "n_times": spec.n_times, "sfreq": spec.sfreq, "n_outputs": hp.n_filters,

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from neuroray.datasets.spec import SpectrogramSpec
-from neuroray.errors import ConfigError
-from neuroray.trainables.base import ClassCount, Fraction, NonNegativeInt, PositiveInt, Task, TaskHparams, register
-from neuroray.trainables.metrics import ClassificationMetrics
+from neuroray.trainables.base import ClassCount, Fraction, NonNegativeInt, PositiveInt, TaskHparams, register
+from neuroray.trainables.models.spectrogram_cnn import spectrogram_cnn_body
+from neuroray.trainables.tasks.classifier import ClassifierSteps
 from neuroray.trainables.trial_subset import subset_spec
 
 
@@ -29,29 +29,19 @@ class SpectrogramCNNHparams(TaskHparams):
 
 
 @register
-class SpectrogramCNN(Task):
+class SpectrogramCNN(ClassifierSteps):
     """(trials × freq × time) → class logits; cross-entropy; monitors val/auroc."""
 
     name: ClassVar[str] = "spectrogram_cnn"
     modality: ClassVar[str] = "spectrogram"
-    monitor: ClassVar[str] = "val/auroc"
-    logs: ClassVar[tuple[str, ...]] = ("val/auroc", "val/acc", "val/f1")  # besides train/loss and val/loss
-    mode: ClassVar[str] = "max"
     Hparams: ClassVar[type[TaskHparams]] = SpectrogramCNNHparams
     hp: SpectrogramCNNHparams
 
     def __init__(self, spec: SpectrogramSpec, hparams: Any = None, target: str | None = "label") -> None:
         super().__init__(spec, hparams, target=target or "label")
-        if self.hp.n_classes < 2:
-            raise ConfigError(f"hparams.n_classes: {self.hp.n_classes}; a classifier needs at least 2")
-        w = self.hp.width
+        self.init_metrics(self.hp.n_classes)
         self.n_trials = subset_spec(spec, self.hp.n_trials).n_trials
-        self.body = nn.Sequential(
-            nn.Conv2d(self.n_trials, w, 3, padding=1), nn.BatchNorm2d(w), nn.GELU(), nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.GELU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(self.hp.dropout), nn.Linear(2 * w, self.hp.n_classes),
-        )
-        self.val_metrics = ClassificationMetrics(self.hp.n_classes)
+        self.body = spectrogram_cnn_body(self.n_trials, self.hp.width, self.hp.dropout, self.hp.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, : self.n_trials]
@@ -64,16 +54,3 @@ class SpectrogramCNN(Task):
         logits = self(batch["x"].float())
         return nn.functional.cross_entropy(logits, y, label_smoothing=self.hp.label_smoothing), logits, y
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _, y = self._loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
-        return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, logits, y = self._loss(batch)
-        self.val_metrics.update(logits, y)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
-
-    def on_validation_epoch_end(self) -> None:
-        for name, value in self.val_metrics.compute_and_reset().items():
-            self.log(f"val/{name}", value)

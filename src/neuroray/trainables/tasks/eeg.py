@@ -11,15 +11,13 @@ that ignores null targets, and ``freeze_epochs`` that keep the carried-over enco
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torchmetrics import PearsonCorrCoef
 
 from neuroray.datasets.spec import EEGWindowSpec
-from neuroray.errors import ConfigError
-from neuroray.trainables import braindecode_encoders
 from neuroray.trainables.base import (
     ClassCount,
     Fraction,
@@ -30,62 +28,10 @@ from neuroray.trainables.base import (
     TaskHparams,
     register,
 )
-from neuroray.trainables.metrics import NRMSE, ClassificationMetrics
-
-
-class ShallowEncoder(nn.Module):
-    """Temporal filter → spatial filter → square → mean pool → log: a learnable band-power extractor."""
-
-    def __init__(self, n_chans: int, n_times: int, n_filters: int, dropout: float) -> None:
-        super().__init__()
-        k = max(3, min(25, n_times // 4))
-        self.temporal = nn.Conv1d(n_chans, n_filters, kernel_size=k, bias=False)
-        self.spatial = nn.Conv1d(n_filters, n_filters, kernel_size=1)
-        self.bn = nn.BatchNorm1d(n_filters)
-        self.dropout = nn.Dropout(dropout)
-        self.out_features = n_filters
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.bn(self.spatial(self.temporal(x)))
-        power = (h * h).mean(dim=-1)
-        return self.dropout(torch.log(power + 1e-6))
-
-
-class ConvEncoder(nn.Module):
-    """Three strided conv blocks + global average pooling."""
-
-    def __init__(self, n_chans: int, n_times: int, n_filters: int, dropout: float) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = n_chans
-        for _ in range(3):
-            layers += [nn.Conv1d(c_in, n_filters, kernel_size=7, stride=2, padding=3),
-                       nn.BatchNorm1d(n_filters), nn.ELU()]
-            c_in = n_filters
-        self.body = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout)
-        self.out_features = n_filters
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.body(x).mean(dim=-1))
-
-
-ENCODERS: dict[str, type[nn.Module]] = {"shallow": ShallowEncoder, "conv": ConvEncoder}
-# Every name here is a key of ENCODERS or of braindecode_encoders.MODELS (a test checks both ways).
-EncoderName = Literal["shallow", "conv", "eegnex", "eegnet", "shallowfbcsp", "deep4", "signaljepa_prelocal", "labram"]
-
-
-def build_encoder(name: str, spec: EEGWindowSpec, width: int, dropout: float) -> nn.Module:
-    """Window (B, n_chans, n_times) → features (B, width), whichever family the encoder comes from."""
-    if name in ENCODERS:
-        return ENCODERS[name](spec.n_chans, spec.n_times, width, dropout)
-    return braindecode_encoders.build(name, spec, n_outputs=width, drop_prob=dropout)
-
-
-def masked_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """MSE over the non-null (non-NaN) targets; zero (with a graph) when the batch has none."""
-    keep = ~torch.isnan(y)
-    return nn.functional.mse_loss(pred[keep], y[keep]) if keep.any() else pred.sum() * 0.0
+from neuroray.trainables.losses import masked_mse
+from neuroray.trainables.metrics import NRMSE
+from neuroray.trainables.models.eeg_encoders import EncoderName, build_encoder
+from neuroray.trainables.tasks.classifier import ClassifierSteps
 
 
 @dataclass
@@ -200,7 +146,7 @@ class EEGClassifierHparams(EEGEncoderHparams):
 
 
 @register
-class EEGClassifier(EEGTask):
+class EEGClassifier(ClassifierSteps, EEGTask):
     """Window → class (e.g. ``correct`` of a CCD trial); cross-entropy ignoring null labels; monitors val/auroc.
 
     Labels are integer class ids (a bool column counts as 0/1); ``forward`` returns class logits.
@@ -208,18 +154,13 @@ class EEGClassifier(EEGTask):
 
     name: ClassVar[str] = "eeg_classifier"
     modality: ClassVar[str] = "eeg"
-    monitor: ClassVar[str] = "val/auroc"
-    logs: ClassVar[tuple[str, ...]] = ("val/auroc", "val/acc", "val/f1")  # besides train/loss and val/loss
-    mode: ClassVar[str] = "max"
     Hparams: ClassVar[type[TaskHparams]] = EEGClassifierHparams
     hp: EEGClassifierHparams
 
     def __init__(self, spec: EEGWindowSpec, hparams: Any = None, target: str | None = "label") -> None:
         super().__init__(spec, hparams, target=target or "label")
-        if self.hp.n_classes < 2:
-            raise ConfigError(f"hparams.n_classes: {self.hp.n_classes}; a classifier needs at least 2")
+        self.init_metrics(self.hp.n_classes)
         self.head = nn.Linear(self.hp.n_filters, self.hp.n_classes)
-        self.val_metrics = ClassificationMetrics(self.hp.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
@@ -234,16 +175,3 @@ class EEGClassifier(EEGTask):
               if keep.any() else logits.sum() * 0.0)
         return ce + self.aux_loss(features, batch), logits[keep], labels
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _, y = self._loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=max(1, len(y)))
-        return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, logits, y = self._loss(batch)
-        self.val_metrics.update(logits, y)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=max(1, len(y)))
-
-    def on_validation_epoch_end(self) -> None:
-        for name, value in self.val_metrics.compute_and_reset().items():
-            self.log(f"val/{name}", value)

@@ -17,7 +17,8 @@ from torch import nn
 
 from neuroray.datasets.spec import EEGWindowSpec
 from neuroray.trainables.base import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, TaskHparams, register
-from neuroray.trainables.eeg import EEGEncoderHparams, EEGTask
+from neuroray.trainables.losses import info_nce, positive_mask
+from neuroray.trainables.tasks.eeg import EEGEncoderHparams, EEGTask
 
 
 @dataclass
@@ -27,32 +28,6 @@ class ContrastiveHparams(EEGEncoderHparams):
     noise: NonNegativeFloat = 0.1
     channel_dropout: Fraction = 0.1
     max_shift_s: NonNegativeFloat = 0.05
-
-
-def positive_mask(stimulus: torch.Tensor | None, time_s: torch.Tensor | None, n: int) -> torch.Tensor:
-    """(2n, 2n) bool: view pairs, plus cross-window pairs of the same stimulus at the same moment."""
-    eye = torch.eye(n, dtype=torch.bool)
-    same = torch.zeros(n, n, dtype=torch.bool)
-    if stimulus is not None and time_s is not None:
-        valid = (stimulus >= 0) & ~torch.isnan(time_s)
-        same = (valid[:, None] & valid[None, :] & (stimulus[:, None] == stimulus[None, :])
-                & ((time_s[:, None] - time_s[None, :]).abs() < 1e-3) & ~eye)
-    block = eye | same
-    pos = torch.cat([torch.cat([same, block], 1), torch.cat([block, same], 1)], 0)
-    return pos
-
-
-def info_nce(z: torch.Tensor, pos: torch.Tensor, log_temp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multi-positive InfoNCE over L2-normalized ``z`` (2n, d); returns (loss, mean positive cosine)."""
-    z = nn.functional.normalize(z, dim=1)
-    sim = z @ z.T
-    logits = sim / log_temp.exp()
-    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
-    logits = logits.masked_fill(self_mask, -1e9)
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    pos = pos.to(z.device)
-    loss = -(log_prob * pos).sum(1) / pos.sum(1).clamp_min(1)
-    return loss.mean(), sim[pos].mean()
 
 
 @register

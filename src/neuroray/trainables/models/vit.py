@@ -1,15 +1,9 @@
-"""Temporal 3-D ViT: classify a whole sequence of spectrograms (trials x freq x time) at once.
-
-Built for multi-trial LFP classification such as genotype (wild-type vs knock-out), where one trial
-is weak evidence and the decision should pool many. Tubelets of (trial, freq, time) become tokens;
-positions are factorized into separate trial, frequency and time embeddings (summed), so the model
-can learn "gamma band" once instead of once per (trial, frame) cell.
-"""
+"""A temporal 3-D ViT over spectrogram sequences (trials × freq × time): tubelet tokens, factorized
+trial/frequency/time position embeddings, pre-norm blocks with LayerScale and stochastic depth."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -17,36 +11,26 @@ from torch.nn import functional as F
 
 from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
-from neuroray.trainables.base import (
-    ClassCount,
-    Fraction,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    Task,
-    TaskHparams,
-    register,
-)
-from neuroray.trainables.metrics import ClassificationMetrics
-from neuroray.trainables.trial_subset import augment_sequences, subset_spec
+
+__all__ = ["ViTShape", "DropPath", "Attention", "Block", "token_grid", "TemporalViT"]
 
 
-def parse_class_weights(text: str, n_classes: int) -> list[float] | None:
-    """``"1,2.5"`` → ``[1.0, 2.5]``; ``""`` → None (unweighted). Errors name the hparam."""
-    if not text.strip():
-        return None
-    try:
-        weights = [float(w) for w in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"hparams.class_weights: {text!r} is not comma-separated numbers, "
-                          f"e.g. '1.0,3.0' (one per class); leave it empty for unweighted") from None
-    if len(weights) != n_classes:
-        raise ConfigError(f"hparams.class_weights: {len(weights)} weights given for n_classes={n_classes}; "
-                          f"give one weight per class")
-    if any(not w > 0 for w in weights):
-        raise ConfigError(f"hparams.class_weights: every weight must be > 0; got {text!r}")
-    return weights
+class ViTShape(Protocol):
+    """The hparams a TemporalViT is built from (the temporal_vit task's hparams satisfy it)."""
+
+    n_classes: int
+    embed_dim: int
+    depth: int
+    n_heads: int
+    mlp_ratio: float
+    trial_patch: int
+    freq_patch: int
+    time_patch: int
+    pad_to_patch: bool
+    dropout: float
+    drop_path: float
+    layer_scale_init: float
+    standardize_input: bool
 
 
 class DropPath(nn.Module):
@@ -104,40 +88,7 @@ class Block(nn.Module):
         return x + self.drop_path(self.gamma2 * self.mlp(self.norm2(x)))
 
 
-@dataclass
-class TemporalViTHparams(TaskHparams):
-    """Patch sizes are in (trials, frequency bins, frames); each must divide its axis unless ``pad_to_patch``.
-
-    ``class_weights``: comma-separated, one per class (e.g. ``"1,3"``), empty for unweighted.
-    ``standardize_input`` z-scores each sequence on its own, which removes recording-level gain
-    (an additive offset in log power) that otherwise separates sessions more than classes.
-    """
-
-    n_classes: ClassCount = 2
-    embed_dim: PositiveInt = 64
-    depth: PositiveInt = 4
-    n_heads: PositiveInt = 4
-    mlp_ratio: PositiveFloat = 2.0
-    trial_patch: PositiveInt = 1
-    freq_patch: PositiveInt = 4
-    time_patch: PositiveInt = 4
-    pad_to_patch: bool = False
-    dropout: Fraction = 0.0
-    drop_path: Fraction = 0.1
-    layer_scale_init: NonNegativeFloat = 0.1
-    label_smoothing: Fraction = 0.0
-    class_weights: str = ""
-    standardize_input: bool = True
-    n_trials: NonNegativeInt = 0  # read the first n trials of each stored sequence (0 = all)
-    augment: bool = False  # train-time trial-order shuffle + time masking
-
-    def check(self) -> None:
-        if self.embed_dim % self.n_heads:
-            raise ValueError(f"embed_dim: {self.embed_dim} is not divisible by n_heads={self.n_heads}; choose an "
-                             "embed_dim that is a multiple of n_heads")
-
-
-def _grid(spec: SpectrogramSpec, hp: TemporalViTHparams) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def token_grid(spec: SpectrogramSpec, hp: ViTShape) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """Token grid (trials, freqs, frames) and the zero padding each axis needs; validates the patch hparams."""
     grid: list[int] = []
     pads: list[int] = []
@@ -162,13 +113,13 @@ def _grid(spec: SpectrogramSpec, hp: TemporalViTHparams) -> tuple[tuple[int, int
 class TemporalViT(nn.Module):
     """(B, trials, freqs, frames) → (B, n_classes) logits."""
 
-    def __init__(self, spec: SpectrogramSpec, hp: TemporalViTHparams) -> None:
+    def __init__(self, spec: SpectrogramSpec, hp: ViTShape) -> None:
         super().__init__()
         if hp.embed_dim % hp.n_heads:
             raise ConfigError(f"hparams.embed_dim: {hp.embed_dim} is not divisible by hparams.n_heads={hp.n_heads}")
         if hp.n_classes < 2:
             raise ConfigError(f"hparams.n_classes: must be >= 2; got {hp.n_classes}")
-        (gt, gf, gn), (pt, pf, pn) = _grid(spec, hp)
+        (gt, gf, gn), (pt, pf, pn) = token_grid(spec, hp)
         self.pads = (pt, pf, pn)
         self.standardize = hp.standardize_input
         d = hp.embed_dim
@@ -201,53 +152,3 @@ class TemporalViT(nn.Module):
         tokens = torch.cat([self.cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         tokens = self.norm(self.blocks(tokens))
         return self.head(tokens[:, 0])
-
-
-@register
-class TemporalViTClassifier(Task):
-    """Spectrogram sequence → class; weighted, label-smoothed cross-entropy; monitors val/auroc."""
-
-    name: ClassVar[str] = "temporal_vit"
-    modality: ClassVar[str] = "spectrogram"
-    monitor: ClassVar[str] = "val/auroc"
-    logs: ClassVar[tuple[str, ...]] = ("val/auroc", "val/acc", "val/f1")  # besides train/loss and val/loss
-    mode: ClassVar[str] = "max"
-    Hparams: ClassVar[type[TaskHparams]] = TemporalViTHparams
-    hp: TemporalViTHparams
-    class_weight: torch.Tensor
-
-    def __init__(self, spec: SpectrogramSpec, hparams: Any = None, target: str | None = "label") -> None:
-        super().__init__(spec, hparams, target=target or "label")
-        self.n_trials = subset_spec(spec, self.hp.n_trials).n_trials
-        self.net = TemporalViT(subset_spec(spec, self.hp.n_trials), self.hp)
-        if not 0.0 <= self.hp.label_smoothing < 1.0:
-            raise ConfigError(f"hparams.label_smoothing: must be in [0, 1); got {self.hp.label_smoothing}")
-        weights = parse_class_weights(self.hp.class_weights, self.hp.n_classes)
-        # A buffer, so the weights move with the module to the training device and into checkpoints.
-        self.register_buffer("class_weight", torch.tensor(weights or [1.0] * self.hp.n_classes))
-        self.val_metrics = ClassificationMetrics(self.hp.n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x[:, : self.n_trials])
-
-    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        y = batch[str(self.target)].long().reshape(-1)
-        logits = self(batch["x"].float())
-        loss = F.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=self.hp.label_smoothing)
-        return loss, logits, y
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        if self.hp.augment:
-            batch = {**batch, "x": augment_sequences(batch["x"].float()[:, : self.n_trials])}
-        loss, _, y = self._loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
-        return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, logits, y = self._loss(batch)
-        self.val_metrics.update(logits, y)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
-
-    def on_validation_epoch_end(self) -> None:
-        for name, value in self.val_metrics.compute_and_reset().items():
-            self.log(f"val/{name}", value, sync_dist=False)

@@ -8,21 +8,17 @@ Gaussian NLL, so a deployment can tell a confident fix from a guess.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 from torchmetrics import MeanMetric
 
 from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
 from neuroray.trainables.base import Fraction, PositiveFloat, PositiveInt, Task, TaskHparams, register
-
-# Bounds on the predicted log-variance: exp(-10) is far below any position error we can measure and
-# exp(10) far above the area; without them one outlier batch can push the NLL to inf/NaN.
-LOGVAR_MIN, LOGVAR_MAX = -10.0, 10.0
+from neuroray.trainables.losses import gaussian_nll
+from neuroray.trainables.models.localizer import ConvLocalizer
 
 
 def parse_target_columns(text: str) -> tuple[str, str]:
@@ -30,12 +26,6 @@ def parse_target_columns(text: str) -> tuple[str, str]:
     if len(names) != 2 or not all(names):
         raise ConfigError(f"hparams.target_columns: {text!r} must name two columns, e.g. 'pos_x,pos_y'")
     return names[0], names[1]
-
-
-def gaussian_nll(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean per-coordinate Gaussian NLL (with the 0.5·log 2π constant, so the value is a true NLL)."""
-    mu, logvar = pred[:, :2], pred[:, 2:]
-    return 0.5 * (logvar + (target - mu) ** 2 * torch.exp(-logvar) + math.log(2 * math.pi)).mean()
 
 
 @dataclass
@@ -54,41 +44,6 @@ class RFLocalizerHparams(TaskHparams):
     log_input: bool = False
 
 
-class ConvLocalizer(nn.Module):
-    """(B, receivers, mels, frames) → (B, 4) = [mu_x, mu_y, logvar_x, logvar_y]."""
-
-    def __init__(self, spec: SpectrogramSpec, hp: RFLocalizerHparams) -> None:
-        super().__init__()
-        if hp.n_blocks < 1 or hp.n_filters < 1:
-            raise ConfigError(f"hparams.n_blocks and hparams.n_filters must be >= 1; "
-                              f"got {hp.n_blocks}, {hp.n_filters}")
-        if hp.position_scale <= 0:
-            raise ConfigError(f"hparams.position_scale: must be > 0; got {hp.position_scale}")
-        self.log_input = hp.log_input
-        layers: list[nn.Module] = []
-        c_in = spec.n_trials
-        for i in range(hp.n_blocks):
-            # Stride only after the first block: the 1st layer sees full resolution across receivers.
-            stride = 1 if i == 0 else 2
-            layers += [nn.Conv2d(c_in, hp.n_filters, kernel_size=3, stride=stride, padding=1),
-                       nn.BatchNorm2d(hp.n_filters), nn.GELU()]
-            c_in = hp.n_filters
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Dropout(hp.dropout), nn.Linear(hp.n_filters, hp.n_filters), nn.GELU(),
-                                  nn.Linear(hp.n_filters, 4))
-        self.log_scale = math.log(hp.position_scale)
-        self.scale = hp.position_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.log_input:
-            x = torch.log(x + 1e-6)
-        out = self.head(self.body(x).mean(dim=(2, 3)))
-        mu = out[:, :2] * self.scale
-        # Var scales with scale², so log-variance shifts by 2·log(scale) to stay in target units.
-        logvar = out[:, 2:].clamp(LOGVAR_MIN, LOGVAR_MAX) + 2.0 * self.log_scale
-        return torch.cat([mu, logvar], dim=1)
-
-
 @register
 class RFLocalizer(Task):
     """Receiver spectrograms → 2-D source position (mean + log-variance); Gaussian NLL; monitors val/mean_dist."""
@@ -104,7 +59,8 @@ class RFLocalizer(Task):
     def __init__(self, spec: SpectrogramSpec, hparams: Any = None, target: str | None = None) -> None:
         super().__init__(spec, hparams, target=target)
         self.columns = parse_target_columns(self.hp.target_columns)
-        self.net = ConvLocalizer(spec, self.hp)
+        hp = self.hp
+        self.net = ConvLocalizer(spec.n_trials, hp.n_blocks, hp.n_filters, hp.dropout, hp.position_scale, hp.log_input)
         self.val_dist = MeanMetric()
         self.val_nll = MeanMetric()
 

@@ -16,7 +16,8 @@ from torch import nn
 from neuroray.datasets.spec import EEGWindowSpec
 from neuroray.errors import ConfigError
 from neuroray.trainables.base import OpenFraction, PositiveFloat, PositiveInt, TaskHparams, register
-from neuroray.trainables.eeg import EEGEncoderHparams, EEGTask
+from neuroray.trainables.losses import patch_mask
+from neuroray.trainables.tasks.eeg import EEGEncoderHparams, EEGTask
 
 
 @dataclass
@@ -24,14 +25,6 @@ class MaskedPretrainHparams(EEGEncoderHparams):
     mask_ratio: OpenFraction = 0.5
     patch_chans: PositiveInt = 4  # channels per patch
     patch_s: PositiveFloat = 0.25  # seconds per patch
-
-
-def patch_mask(batch: int, n_chans: int, n_times: int, patch_c: int, patch_t: int, ratio: float,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, C, T) bool mask, True = hidden; whole channel×time patches are hidden together."""
-    gc, gt = -(-n_chans // patch_c), -(-n_times // patch_t)
-    grid = torch.rand(batch, gc, gt, generator=generator) < ratio
-    return grid.repeat_interleave(patch_c, 1).repeat_interleave(patch_t, 2)[:, :n_chans, :n_times]
 
 
 @register

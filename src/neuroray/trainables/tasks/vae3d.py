@@ -31,6 +31,8 @@ from neuroray.trainables.base import (
     TaskHparams,
     register,
 )
+from neuroray.trainables.losses import pearson_per_sample, ssim3d
+from neuroray.trainables.models.vae3d import Decoder3d, Encoder3d, GradReverse
 
 BetaSchedule = Literal["constant", "linear", "cyclical"]
 
@@ -93,130 +95,6 @@ class KLController(nn.Module):
         self.integral.copy_(torch.where(beta < 0, self.integral, integral))
         self.beta.copy_(beta.clamp_min(0.0))
         return self.beta.clone()
-
-
-class _GradReverse(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return -grad
-
-
-def _groups(channels: int) -> int:
-    return math.gcd(8, channels)
-
-
-class FiLM(nn.Module):
-    """Per-channel scale and shift from the conditioning vector; zero-initialised so training starts unconditional."""
-
-    def __init__(self, n_cond: int, channels: int) -> None:
-        super().__init__()
-        self.proj = nn.Linear(n_cond, 2 * channels)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
-
-    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        gamma, shift = self.proj(cond)[:, :, None, None, None].chunk(2, dim=1)
-        return h * (1.0 + gamma) + shift
-
-
-class ResBlock3d(nn.Module):
-    """Pre-activation residual block; FiLM sits after the second norm, where it steers the block's output."""
-
-    def __init__(self, c_in: int, c_out: int, n_cond: int) -> None:
-        super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(c_in), c_in)
-        self.conv1 = nn.Conv3d(c_in, c_out, 3, padding=1)
-        self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
-        self.conv2 = nn.Conv3d(c_out, c_out, 3, padding=1)
-        self.film = FiLM(n_cond, c_out) if n_cond > 0 else None
-        self.skip: nn.Module = nn.Conv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.norm2(h)
-        if self.film is not None and cond is not None:
-            h = self.film(h, cond)
-        return self.skip(x) + self.conv2(F.silu(h))
-
-
-class Encoder3d(nn.Module):
-    def __init__(self, channels: list[int], n_cond: int, bottleneck: tuple[int, int, int], latent_dim: int) -> None:
-        super().__init__()
-        self.stem = nn.Conv3d(1, channels[0], 3, padding=1)
-        self.blocks = nn.ModuleList(
-            ResBlock3d(channels[max(i - 1, 0)], channels[i], n_cond) for i in range(len(channels)))
-        self.down = nn.ModuleList(nn.Conv3d(c, c, 3, stride=2, padding=1) for c in channels)
-        self.norm = nn.GroupNorm(_groups(channels[-1]), channels[-1])
-        self.head = nn.Linear(channels[-1] * math.prod(bottleneck), 2 * latent_dim)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.stem(x)
-        for block, down in zip(self.blocks, self.down, strict=True):
-            h = down(block(h, cond))
-        mu, logvar = self.head(F.silu(self.norm(h)).flatten(1)).chunk(2, dim=1)
-        return mu, logvar.clamp(-10.0, 10.0)  # keeps exp() finite in early, unstable steps
-
-
-class Decoder3d(nn.Module):
-    def __init__(self, channels: list[int], n_cond: int, bottleneck: tuple[int, int, int], latent_dim: int) -> None:
-        super().__init__()
-        self.bottleneck = bottleneck
-        self.c_top = channels[-1]
-        self.fc = nn.Linear(latent_dim, channels[-1] * math.prod(bottleneck))
-        rev = channels[::-1]
-        # Nearest-neighbour upsampling + conv rather than transposed conv: no checkerboard artefacts.
-        self.up = nn.ModuleList(nn.Conv3d(c, c, 3, padding=1) for c in rev)
-        self.blocks = nn.ModuleList(ResBlock3d(rev[i], rev[min(i + 1, len(rev) - 1)], n_cond) for i in range(len(rev)))
-        self.norm = nn.GroupNorm(_groups(channels[0]), channels[0])
-        self.out = nn.Conv3d(channels[0], 1, 3, padding=1)
-
-    def forward(self, z: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        h = self.fc(z).reshape(-1, self.c_top, *self.bottleneck)
-        for up, block in zip(self.up, self.blocks, strict=True):
-            h = block(up(F.interpolate(h, scale_factor=2.0, mode="nearest")), cond)
-        return self.out(F.silu(self.norm(h)))
-
-
-def pearson_per_sample(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Voxel-wise Pearson r of each sample pair; a constant volume scores 0 rather than NaN."""
-    a = a.flatten(1).double()
-    b = b.flatten(1).double()
-    a = a - a.mean(dim=1, keepdim=True)
-    b = b - b.mean(dim=1, keepdim=True)
-    r = (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1)).clamp_min(eps)
-    return r.float()
-
-
-def ssim3d(pred: torch.Tensor, target: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
-    """3-D SSIM per sample (Gaussian window, valid positions only, data range = each target's max − min).
-
-    Own implementation rather than torchmetrics' (which takes 5-D input) for the per-sample data range:
-    volumes are standardized per shard set, so a global range would under-weight low-contrast subjects.
-    """
-    spatial = pred.shape[2:]
-    window = min(window, *spatial)
-    window -= 1 - window % 2  # odd, so the window has a centre
-    coords = torch.arange(window, dtype=pred.dtype, device=pred.device) - window // 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    kernel = (g[:, None, None] * g[None, :, None] * g[None, None, :])[None, None]
-    data_range = (target.flatten(1).amax(1) - target.flatten(1).amin(1)).clamp_min(1e-8)
-    c1 = ((0.01 * data_range) ** 2)[:, None, None, None, None]
-    c2 = ((0.03 * data_range) ** 2)[:, None, None, None, None]
-
-    def blur(v: torch.Tensor) -> torch.Tensor:
-        return F.conv3d(v, kernel)
-
-    mu_p, mu_t = blur(pred), blur(target)
-    var_p = blur(pred * pred) - mu_p**2
-    var_t = blur(target * target) - mu_t**2
-    cov = blur(pred * target) - mu_p * mu_t
-    ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
-    return ssim_map.flatten(1).mean(1)
 
 
 @register
@@ -322,7 +200,7 @@ class VAE3D(Task):
 
     def _adversary_loss(self, head: nn.Module, mu: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         y = self._column(batch, self.hp.adversary_column)
-        pred = head(_GradReverse.apply(mu)).reshape(-1)
+        pred = head(GradReverse.apply(mu)).reshape(-1)
         keep = ~torch.isnan(y)
         if int(keep.sum()) < 2:  # batch standardization below needs two values
             return pred.sum() * 0.0

@@ -17,8 +17,9 @@ from typing import Any
 
 def spot_first_scorer(node_resources: dict[str, Any], resources: list[dict[str, Any]], node_type: str,
                       *, node_availability_summary: Any) -> tuple[Any, ...] | None:
-    from ray.autoscaler._private.resource_demand_scheduler import _resource_based_utilization_scorer
+    from neuroray.run.ray_compat import private  # light: it imports each Ray internal on first use
 
+    _resource_based_utilization_scorer = private("utilization_scorer")
     record = node_availability_summary.node_availabilities.get(node_type) if node_availability_summary else None
     if record is not None and not record.is_available:
         return None  # its last launch failed (e.g. InsufficientInstanceCapacity for spot): use another type

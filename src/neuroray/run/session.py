@@ -69,15 +69,9 @@ def pin_data_actors_here() -> None:
     a worker node, and losing that node (a spot reclaim) stalls every other trial's data. Created here, they
     fate-share with the driver's node.
     """
-    try:
-        from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
-            get_or_create_autoscaling_coordinator,
-        )
-        from ray.data._internal.stats import get_or_create_stats_actor
-    except ImportError:  # private API: a Ray version without them needs nothing here
-        return
-    get_or_create_stats_actor()
-    get_or_create_autoscaling_coordinator()
+    from neuroray.run.ray_compat import create_data_helper_actors
+
+    create_data_helper_actors()
 
 
 JOIN_TIMEOUT_S = 10.0

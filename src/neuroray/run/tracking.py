@@ -16,9 +16,10 @@ from typing import Any
 
 import ray
 from ray.air.constants import TRAINING_ITERATION
-from ray.air.integrations.wandb import WANDB_ENV_VAR, WandbLoggerCallback, _clean_log, _is_allowed_type
-from ray.air.util.node import _force_on_current_node
+from ray.air.integrations.wandb import WANDB_ENV_VAR, WandbLoggerCallback
 from ray.tune.utils import flatten_dict
+
+from neuroray.run.ray_compat import private
 
 
 class WandbRuns:
@@ -75,7 +76,7 @@ class ArmTaggedWandb(WandbLoggerCallback):
 
     def _actor(self) -> Any:
         if self._runs_actor is None:
-            here: dict[str, Any] = dict(_force_on_current_node())  # type: ignore[arg-type]
+            here: dict[str, Any] = dict(private("force_on_current_node")())
             self._runs_actor = ray.remote(WandbRuns).options(num_cpus=0, **here).remote(
                 os.environ.get(WANDB_ENV_VAR))
         return self._runs_actor
@@ -95,12 +96,12 @@ class ArmTaggedWandb(WandbLoggerCallback):
         exclude = self._started[trial.trial_id]
         values: dict[str, Any] = {}
         config_update: dict[str, Any] = {}
-        for k, v in flatten_dict(_clean_log(result), delimiter="/").items():
+        for k, v in flatten_dict(private("wandb_clean_log")(result), delimiter="/").items():
             if any(k == e or k.startswith(e + "/") for e in exclude):
                 continue
             if any(k == c or k.startswith(c + "/") for c in self.AUTO_CONFIG_KEYS):
                 config_update[k] = v
-            elif _is_allowed_type(v):
+            elif private("wandb_is_allowed_type")(v):
                 values[k] = v
         self._actor().log.remote(trial.trial_id, values, config_update)
 

@@ -5,6 +5,12 @@ and keeps its traceback.
 """
 
 
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of ``e``'s message (its type's name when it has none), at most ``limit`` characters:
+    for a library's multi-line message quoted inside one of ours."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+
+
 def one_line(e: BaseException) -> str:
     """``Type: message`` on one line: library messages (Arrow, nibabel) can span several, and an error
     line must stay one line."""

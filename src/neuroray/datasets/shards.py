@@ -15,7 +15,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from neuroray import __version__
 from neuroray.datasets.spec import Spec, spec_from_dict
 from neuroray.datasets.splits import SPLITS
-from neuroray.errors import ShardSetError
+from neuroray.errors import ShardSetError, first_line
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -39,17 +39,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """``write(tmp)`` to a temp file in the same folder, then rename: readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:  # a failed or interrupted write leaves neither half a file nor its temp
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def not_replaceable(out: Path) -> str | None:
@@ -232,8 +221,7 @@ def _check_parquet(path: Path) -> int:
         schema = meta.schema.to_arrow_schema()
         x_type = schema.field("x").type if "x" in schema.names else None
     except (pa.ArrowException, OSError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ShardSetError(f"{path}: not a readable Parquet file ({reason}); the shard is corrupt. "
+        raise ShardSetError(f"{path}: not a readable Parquet file ({first_line(e)}); the shard is corrupt. "
                             "Re-run `neuroray prepare` for this shard set") from None
     value = getattr(x_type, "value_type", None)
     if x_type is None or value != pa.float32():

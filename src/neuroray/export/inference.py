@@ -9,7 +9,6 @@ threads.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +23,8 @@ import pyarrow.parquet as pq
 
 from neuroray.datasets.shards import ShardSet, tensor_array, tensor_column_to_numpy
 from neuroray.datasets.splits import SPLITS
-from neuroray.errors import NeurorayError
+from neuroray.errors import NeurorayError, first_line
+from neuroray.outputs import atomic_write
 
 CARD = "model_card.json"
 
@@ -58,8 +58,7 @@ class OnnxModel:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own pybind exception types for unreadable graphs
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise NeurorayError(f"{self.path}: not a loadable ONNX model ({first[:200]})") from None
+            raise NeurorayError(f"{self.path}: not a loadable ONNX model ({first_line(e, 200)})") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         dims = inp.shape[1:]
@@ -145,29 +144,28 @@ def predict(model: OnnxModel, shard_set: ShardSet, out: str | Path, split: str =
     if out.is_dir():
         raise NeurorayError(f"--out {out}: is a folder; name the Parquet file to write (e.g. {out}/preds.parquet)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    writer: pq.ParquetWriter | None = None
-    rows = 0
-    try:
-        for name in splits:
-            for x, batch in iter_split(shard_set, name, None, batch_size):
-                table = pa.Table.from_batches([batch]).drop_columns(["x"])
-                if split == "all":
-                    table = table.append_column("split", pa.array([name] * len(x)))
-                for col, values in _prediction_columns(model(x)).items():
-                    table = table.append_column(col, values)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table.cast(writer.schema))
-                rows += len(x)
-        if writer is not None:
-            writer.close()
-            writer = None
-        os.replace(tmp, out)
-    finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
+
+    def write(tmp: Path) -> int:
+        rows = 0
+        writer: pq.ParquetWriter | None = None
+        try:
+            for name in splits:
+                for x, batch in iter_split(shard_set, name, None, batch_size):
+                    table = pa.Table.from_batches([batch]).drop_columns(["x"])
+                    if split == "all":
+                        table = table.append_column("split", pa.array([name] * len(x)))
+                    for col, values in _prediction_columns(model(x)).items():
+                        table = table.append_column(col, values)
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table.cast(writer.schema))
+                    rows += len(x)
+        finally:
+            if writer is not None:
+                writer.close()
+        return rows
+
+    rows = atomic_write(out, write)
     return PredictResult(out=out, rows=rows, splits=splits)
 
 

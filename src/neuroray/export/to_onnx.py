@@ -23,11 +23,12 @@ import onnxruntime as ort
 import pandas as pd
 import torch
 
-from neuroray.datasets.shards import ShardSet, atomic_write, open_shard_set
+from neuroray.datasets.shards import ShardSet, open_shard_set
 from neuroray.errors import NeurorayError
 from neuroray.export.inference import CARD, OnnxModel, sample_windows
 from neuroray.export.model_card import build_card
 from neuroray.export.scoring import Score, evaluate, relative_loss
+from neuroray.outputs import atomic_write
 from neuroray.run_folder.checkpoints import CKPT_WEIGHTS, load_checkpoint
 from neuroray.run_folder.storage import fetch_checkpoint, is_uri
 from neuroray.trainables.base import Task
@@ -70,14 +71,16 @@ def export_module(module: Task, out: Path) -> Path:
     """Write ``out`` (single self-contained file, dynamic batch axis) atomically."""
     module = module.eval()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     example = module.example_input(2)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with torch.no_grad():
-        torch.onnx.export(module, (example,), str(tmp), dynamo=True, input_names=["x"], output_names=["y"],
-                          dynamic_shapes=({0: batch},), external_data=False, verbose=False)
-    onnx.checker.check_model(str(tmp))
-    os.replace(tmp, out)
+
+    def write(tmp: Path) -> None:
+        with torch.no_grad():
+            torch.onnx.export(module, (example,), str(tmp), dynamo=True, input_names=["x"], output_names=["y"],
+                              dynamic_shapes=({0: batch},), external_data=False, verbose=False)
+        onnx.checker.check_model(str(tmp))
+
+    atomic_write(out, write)
     return out
 
 

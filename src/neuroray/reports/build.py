@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from neuroray.challenges.eeg2025.score import add_challenge_scores, combine_challenges
-from neuroray.datasets.shards import atomic_write
+from neuroray.outputs import atomic_write
 from neuroray.reports import html as H
 from neuroray.reports import plots as report_plots
 from neuroray.reports.importance import param_importances

@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from neuroray.datasets.shards import atomic_write
 from neuroray.errors import NeurorayError
+from neuroray.outputs import atomic_write
 from neuroray.reports import build as report_build
 from neuroray.reports.selection import best_index
 from neuroray.reports.source import Source, markdown_table, resolve_baseline

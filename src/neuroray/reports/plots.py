@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from neuroray.datasets.shards import atomic_write  # noqa: E402
+from neuroray.outputs import atomic_write
 
 LEARNING_CURVES = "learning_curves.png"
 IMPORTANCE = "param_importance.png"

@@ -6,9 +6,7 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import torch
 
 from neuroray.datasets.spec import spec_from_dict
 from neuroray.errors import NeurorayError
+from neuroray.outputs import publish_dir
 from neuroray.trainables import base as registry
 
 __all__ = ["CKPT_WEIGHTS", "CKPT_META", "CKPT_LIGHTNING", "save_checkpoint", "load_checkpoint", "save_phase",
@@ -58,13 +57,7 @@ def load_checkpoint(folder: str | Path) -> registry.Task:
 def save_phase(folder: Path, module: registry.Task, phase: dict[str, Any], spec: dict[str, Any],
                metrics: dict[str, Any]) -> None:
     """A finished phase's weights at ``folder`` (written beside it, then renamed: never half there)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_checkpoint(tmp, module, phase, spec, metrics)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    publish_dir(folder, lambda tmp: save_checkpoint(tmp, module, phase, spec, metrics))
 
 
 def load_phase_state(folder: Path) -> dict[str, torch.Tensor] | None:

@@ -13,10 +13,8 @@ node's IAM role; ``AWS_ENDPOINT_URL`` for an S3-compatible server), read by pyar
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from neuroray.errors import NeurorayError
+from neuroray.errors import NeurorayError, first_line
+from neuroray.outputs import atomic_write, publish_dir
 
 LOCAL_SUMMARY_ROOT = Path("runs")  # where the summary of a run with URI storage is written locally
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -59,15 +58,11 @@ def with_query(uri: str, like: str) -> str:
     return urlunsplit((s.scheme, s.netloc, s.path, query, s.fragment))
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-
-
 def filesystem(uri: str, what: str = "--storage") -> tuple[pafs.FileSystem, str]:
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OSError) as e:
-        raise NeurorayError(f"{what} {uri}: pyarrow cannot open this URI ({_first_line(e)}); use a local folder "
+        raise NeurorayError(f"{what} {uri}: pyarrow cannot open this URI ({first_line(e)}); use a local folder "
                             "or s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, hdfs://HOST/PATH") from None
     return fs, path.rstrip("/")
 
@@ -83,12 +78,7 @@ def publish(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     """Write ``data`` at ``path`` so a reader sees the old file or the new one (temp + rename locally, one PUT on
     an object store); a failed write (no space) leaves the old file whole."""
     if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            Path(tmp).write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
         return
     with fs.open_output_stream(path) as out:
         out.write(data)
@@ -126,7 +116,7 @@ def check_writable(storage: str | Path) -> None:
             out.write(b"")
         fs.delete_file(key)
     except (OSError, pa.ArrowException) as e:
-        raise NeurorayError(f"--storage {uri}: not writable ({_first_line(e)}); check that the bucket exists and "
+        raise NeurorayError(f"--storage {uri}: not writable ({first_line(e)}); check that the bucket exists and "
                             "that your credentials (AWS_PROFILE / AWS_ACCESS_KEY_ID, or the node's IAM role) may "
                             "write there; AWS_ENDPOINT_URL points at an S3-compatible server") from None
 
@@ -194,7 +184,7 @@ def upload_summary(run_dir: Path, storage: str, name: str) -> str:
         for file in files:  # one PUT per object: a reader never sees half a file
             pafs.copy_files(str(file), f"{path}/{file.name}", destination_filesystem=fs)
     except (OSError, pa.ArrowException) as e:
-        raise NeurorayError(f"{dest}: copying the run summary failed ({_first_line(e)}); the trials and "
+        raise NeurorayError(f"{dest}: copying the run summary failed ({first_line(e)}); the trials and "
                             f"checkpoints are there, the summary is in {run_dir}") from None
     return dest
 
@@ -219,12 +209,9 @@ def fetch_checkpoint(checkpoint: str, cache: Path) -> Path:
     dest = cache / "__".join(path.split("/")[-2:])  # <trial folder>__checkpoint_0000NN
     if dest.is_dir():
         return dest
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=cache))
     try:
-        pafs.copy_files(path, str(tmp), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-        os.replace(tmp, dest)
+        publish_dir(dest, lambda tmp: pafs.copy_files(path, str(tmp), source_filesystem=fs,
+                                                      destination_filesystem=pafs.LocalFileSystem()))
     except (OSError, pa.ArrowException) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise NeurorayError(f"checkpoint {checkpoint}: download failed ({_first_line(e)})") from None
+        raise NeurorayError(f"checkpoint {checkpoint}: download failed ({first_line(e)})") from None
     return dest

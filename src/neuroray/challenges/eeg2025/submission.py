@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
-import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from neuroray.datasets.spec import EEGWindowSpec
 from neuroray.errors import NeurorayError
 from neuroray.export.inference import iter_split
 from neuroray.export.to_onnx import checkpoint_of, select_trial
+from neuroray.outputs import atomic_write
 from neuroray.run_folder.checkpoints import load_checkpoint
 from neuroray.trainables.base import Task
 from neuroray.trainables.metrics import nrmse
@@ -241,8 +241,8 @@ def build_submission(c1: str, c2: str, out: Path) -> SubmissionReport:
     models = [load_challenge_model(1, c1), load_challenge_model(2, c2)]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> tuple[dict[int, float], dict[int, float], dict[int, int]]:
         with tempfile.TemporaryDirectory(prefix="neuroray-eeg2025-") as work:
             stage = Path(work) / "stage"
             stage.mkdir()
@@ -258,10 +258,9 @@ def build_submission(c1: str, c2: str, out: Path) -> SubmissionReport:
             unpacked = Path(work) / "unpacked"
             with zipfile.ZipFile(tmp) as zf:
                 zf.extractall(unpacked)
-            diffs, scores, counts = _self_check(unpacked, models)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+            return _self_check(unpacked, models)
+
+    diffs, scores, counts = atomic_write(out, write)
     return SubmissionReport(out=out, models=models, max_rel_diff=diffs, val_nrmse=scores, n_val=counts)
 
 

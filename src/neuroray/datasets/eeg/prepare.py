@@ -32,7 +32,6 @@ from neuroray.datasets.eeg.targets import (
 )
 from neuroray.datasets.shards import (
     ShardSetWriter,
-    atomic_write,
     sha256_file,
     tensor_array,
     tensor_column_to_numpy,
@@ -40,6 +39,7 @@ from neuroray.datasets.shards import (
 from neuroray.datasets.spec import EEGWindowSpec
 from neuroray.datasets.splits import SPLITS, split_groups
 from neuroray.errors import NeurorayError
+from neuroray.outputs import atomic_write
 
 Target = Literal["challenge1", "challenge2", "pretrain"]
 TARGETS: tuple[str, ...] = ("challenge1", "challenge2", "pretrain")

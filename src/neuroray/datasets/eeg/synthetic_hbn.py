@@ -26,8 +26,8 @@ from scipy.signal import lfilter
 
 from neuroray.datasets.eeg.bids import read_events
 from neuroray.datasets.eeg.targets import ccd_trials
-from neuroray.datasets.shards import atomic_write
 from neuroray.errors import NeurorayError
+from neuroray.outputs import atomic_write
 
 TASK = "contrastChangeDetection"
 MOVIE = "DespicableMe"

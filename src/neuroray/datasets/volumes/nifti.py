@@ -14,9 +14,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from neuroray.datasets.shards import atomic_write
 from neuroray.datasets.volumes.grid import Grid
 from neuroray.errors import NeurorayError, one_line
+from neuroray.outputs import atomic_write
 
 SUFFIXES = (".nii", ".nii.gz")
 RESAMPLING = {"linear": 1, "nearest": 0, "none": None}

@@ -19,7 +19,7 @@ EXIT_USAGE = 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2, like every other bad input
-        print(f"error: {message} (see `neuroray {self.prog.split()[-1]} --help`)", file=sys.stderr)
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -114,31 +114,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _prepare_eeg_args(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--bids", help="BIDS root (HBN layout: sub-*/eeg/sub-*_task-*[_run-*]_eeg.set)")
-    src.add_argument("--synthetic-hbn", type=int, metavar="N",
-                     help="write an HBN-shaped synthetic BIDS tree with N subjects at --out (real R1 sidecars)")
+    from neuroray.datasets.eeg.options import EEGPrepareOptions
+    from neuroray.datasets.options import add_flags
+
+    add_flags(p, EEGPrepareOptions)  # the data options, defined once on the model
     p.add_argument("--out", required=True, help="output folder (shard set, or the BIDS tree with --synthetic-hbn)")
-    p.add_argument("--target", choices=["challenge1", "challenge2", "pretrain"], default="challenge1",
-                   help="challenge1: CCD response time; challenge2: externalizing (+p_factor, ...); "
-                   "pretrain: unlabeled windows (movies carry stimulus times). Default: challenge1")
-    p.add_argument("--tasks", default=None, help="comma-separated BIDS tasks (default: contrastChangeDetection "
-                   "for challenge1, all tasks otherwise)")
-    p.add_argument("--subjects", default=None, help="comma-separated subject labels (default: all)")
-    p.add_argument("--sfreq", type=float, default=100.0, help="resample to this rate in Hz (default 100)")
-    p.add_argument("--l-freq", type=float, default=0.5, help="band-pass low edge in Hz (default 0.5; 0 = none)")
-    p.add_argument("--h-freq", type=float, default=40.0, help="band-pass high edge in Hz (default 40; 0 = none)")
-    p.add_argument("--notch", type=float, default=None, help="line frequency to notch with harmonics (50 or 60)")
-    p.add_argument("--reference", default=None, help="re-reference: average | CHANNEL[,CHANNEL]")
-    p.add_argument("--channels", default=None, help="target channel layout: hbn129 | 1020 | NAME,NAME,...")
-    p.add_argument("--channel-mode", choices=["zeropad", "select", "interpolate"], default="zeropad",
-                   help="how --channels treats missing channels (default zeropad)")
-    p.add_argument("--montage", default=None, help="MNE montage for --channel-mode interpolate")
-    p.add_argument("--window-s", type=float, default=None, help="window length in s (default: the target's)")
-    p.add_argument("--stride-s", type=float, default=None, help="window stride in s (challenge2/pretrain)")
-    p.add_argument("--shift-s", type=float, default=None, help="challenge1: window start after the target (0.5)")
-    p.add_argument("--keep-no-response", action="store_true", help="challenge1: keep trials without a press")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the subject split (default 0)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted prepare; finished "
                    "recordings are not read again")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output / interrupted work")
@@ -146,9 +126,6 @@ def _prepare_eeg_args(p: argparse.ArgumentParser) -> None:
                    "recording it in the manifest's skipped list")
     p.add_argument("--address", default=None, help="join a running Ray (auto|HOST:PORT) instead of embedding one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--synthetic-sfreq", type=float, default=500.0, help="--synthetic-hbn sampling rate (500)")
-    p.add_argument("--synthetic-runs", type=int, default=3, help="--synthetic-hbn CCD runs per subject (3)")
-    p.add_argument("--synthetic-movie", action="store_true", help="--synthetic-hbn: add a DespicableMe recording")
 
 
 def _prepare_commands() -> dict[str, Any]:
@@ -160,27 +137,24 @@ def _prepare_commands() -> dict[str, Any]:
 def _prepare(args: argparse.Namespace) -> int:
     if args.kind != "eeg":
         return int(_prepare_commands()[args.kind].run(args))
+    from neuroray.datasets.eeg.options import EEGPrepareOptions
     from neuroray.datasets.eeg.prepare import make_config
+    from neuroray.datasets.options import from_args
 
-    if args.synthetic_hbn is not None:
+    opts = from_args(EEGPrepareOptions, args)
+    if opts.synthetic_hbn is not None:
         from neuroray.datasets.eeg.synthetic_hbn import write_synthetic_hbn
 
-        info = write_synthetic_hbn(args.out, n_subjects=args.synthetic_hbn, sfreq=args.synthetic_sfreq,
-                                   runs=args.synthetic_runs, movie=args.synthetic_movie, overwrite=args.overwrite)
+        info = write_synthetic_hbn(args.out, n_subjects=opts.synthetic_hbn, sfreq=opts.synthetic_sfreq,
+                                   runs=opts.synthetic_runs, movie=opts.synthetic_movie, overwrite=args.overwrite)
         print(f"synthetic HBN tree {args.out}: {info['subjects']} subjects, {info['recordings']} recordings "
               f"at {info['sfreq']} Hz; prepare it with `neuroray prepare eeg --bids {args.out} --target ...`")
         return 0
-    cfg = make_config(
-        target=args.target, tasks=args.tasks.split(",") if args.tasks else None, sfreq=args.sfreq,
-        l_freq=args.l_freq, h_freq=args.h_freq, notch=args.notch, reference=args.reference, channels=args.channels,
-        channel_mode=args.channel_mode, montage=args.montage, window_s=args.window_s, stride_s=args.stride_s,
-        shift_s=args.shift_s, split_seed=args.split_seed, keep_no_response=args.keep_no_response,
-    )
+    cfg = make_config(**opts.config_kwargs())  # type: ignore[arg-type]
     from neuroray.run.prepare import prepare_eeg, print_result
 
-    result = prepare_eeg(args.bids, args.out, cfg, resume=args.resume, overwrite=args.overwrite,
-                         strict=args.strict, address=args.address, progress=not args.quiet,
-                         subjects=args.subjects.split(",") if args.subjects else None)
+    result = prepare_eeg(str(opts.bids), args.out, cfg, resume=args.resume, overwrite=args.overwrite,
+                         strict=args.strict, address=args.address, progress=not args.quiet, subjects=opts.subjects)
     print_result(result, args.out)
     return 0
 
@@ -326,7 +300,7 @@ def _bench_model(args: argparse.Namespace) -> int:
                    batch=args.batch)
     print(format_bench(result))
     if args.json:
-        from neuroray.datasets.shards import atomic_write
+        from neuroray.outputs import atomic_write
 
         text = json.dumps(result, indent=2)
         path = Path(args.json)
@@ -368,10 +342,16 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from neuroray.run.preflight import existing_shards
     from neuroray.search_spaces.experiment import load
 
     loaded = load(args.experiment)
-    print(f"{args.experiment}: ok ({len(loaded.cells())} cells × {loaded.model.search.num_samples} samples)")
+    # An existing shard set is checked too (columns, each arm's modules built for its windows); its files'
+    # sizes are checked, their checksums are left to `run`.
+    shards = existing_shards(loaded, verify="size")
+    data = (f"; shard set {shards.root} checked" if shards is not None
+            else f"; no shard set at {loaded.model.data.shards} yet")
+    print(f"{args.experiment}: ok ({len(loaded.cells())} cells × {loaded.model.search.num_samples} samples{data})")
     return 0
 
 

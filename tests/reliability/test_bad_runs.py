@@ -228,24 +228,28 @@ def test_target_column_not_in_the_shards(shards: Path, ray_session: None, tmp_pa
 
 def test_spectrogram_set_prepared_by_other_args(ray_session: None, tmp_path: Path,
                                                 expect_exit2: Callable[..., str]) -> None:
-    """A set made from data.prepare {kind: spectrograms, args} records them (prepared_by.json); a run whose
-    data.prepare names other args is refused instead of silently training on the old set."""
+    """A set made from data.prepare {kind: spectrograms, …} records its options (prepared_by.json); a run whose
+    data.prepare names other options is refused instead of silently training on the old set. A record of the
+    older ``args`` form reads as the same options."""
     from neuroray.run.runner import PREPARED_BY, ensure_shards
     from neuroray.search_spaces.experiment import load
 
     shards = tmp_path / "lfp"
 
-    def prepare(args: list[str]) -> Callable[[dict[str, Any]], object]:
+    def prepare(n_trials: int) -> Callable[[dict[str, Any]], object]:
         def edit(r: dict[str, Any]) -> None:
-            r["data"].update(prepare={"kind": "spectrograms", "args": args})
+            r["data"].update(prepare={"kind": "spectrograms", "synthetic_lfp": True, "n_trials": n_trials})
             r["phases"][0].update(trainable="spectrogram_cnn", target="label")
         return edit
 
-    first = _write(tmp_path, _experiment(shards, prepare(["--synthetic-lfp", "--n-trials", "2"])))
+    first = _write(tmp_path, _experiment(shards, prepare(2)))
     ensure_shards(load(first))
-    assert json.loads((shards / PREPARED_BY).read_text()) == {
-        "command": "neuroray prepare spectrograms", "args": ["--synthetic-lfp", "--n-trials", "2"]}
+    recorded = json.loads((shards / PREPARED_BY).read_text())
+    assert recorded["command"] == "neuroray prepare spectrograms"
+    assert recorded["options"]["n_trials"] == 2 and recorded["options"]["synthetic_lfp"] is True
     assert ensure_shards(load(first)).root == shards  # the same data.prepare: reused as it is
+    (shards / PREPARED_BY).write_text(json.dumps(  # as a set prepared before typed keys recorded it
+        {"command": "neuroray prepare spectrograms", "args": ["--synthetic-lfp", "--n-trials", "2"]}))
+    assert ensure_shards(load(first)).root == shards
     _run_on(shards, tmp_path, expect_exit2, f"data.shards: {shards} was prepared differently from data.prepare: "
-            "args ['--synthetic-lfp', '--n-trials', '2'] (data.prepare: ['--synthetic-lfp', '--n-trials', '4'])",
-            edit=prepare(["--synthetic-lfp", "--n-trials", "4"]))
+            "n_trials 2 (data.prepare: 4)", edit=prepare(4))

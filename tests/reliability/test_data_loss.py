@@ -50,7 +50,7 @@ def _users_folder(root: Path) -> Path:
 
 SYNTHETIC = {"kind": "synthetic_eeg", "n_subjects": 4, "windows_per_subject": 8, "n_chans": 4, "n_times": 50,
              "sfreq": 100}
-VOLUMES = {"kind": "volumes", "args": ["--synthetic", "12", "--voxel-mm", "8"]}
+VOLUMES = {"kind": "volumes", "synthetic": 12, "voxel_mm": 8}
 
 
 # ---- D1: a prepare never replaces what is not a shard set ------------------------------------------------

@@ -6,24 +6,24 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from ray import tune
 
 from neuroray.datasets.eeg.prepare import make_config
 from neuroray.datasets.eeg.synthetic_hbn import write_synthetic_hbn
-from neuroray.datasets.shards import ShardSet, atomic_write, open_shard_set, refuse_unless_replaceable
+from neuroray.datasets.shards import ShardSet, open_shard_set, refuse_unless_replaceable
 from neuroray.datasets.synthetic import write_synthetic_eeg
-from neuroray.errors import ConfigError, NeurorayError, ShardSetError
+from neuroray.errors import NeurorayError
+from neuroray.outputs import atomic_write
 from neuroray.reports import folder as report
 from neuroray.run import results, resume_repair, session, state_backup
+from neuroray.run.preflight import PREPARED_BY, check_prepare_target, check_shard_set, existing_shards, prepared_by
 from neuroray.run.prepare import prepare_eeg, print_result
 from neuroray.run.tune import check_resources, run_experiment
 from neuroray.run_folder import storage as storage_mod
 from neuroray.search_spaces.experiment import LoadedExperiment
-from neuroray.search_spaces.schema import PrepareCommand, PrepareEEG, SyntheticEEG
-from neuroray.trainables import base as registry
+from neuroray.search_spaces.schema import PrepareCommand, PrepareEEG, PrepareSpectrograms, PrepareVolumes, SyntheticEEG
 
 
 @dataclass
@@ -44,14 +44,6 @@ class RunSummary:
         return report.best_trial(self.trials, self.metric, self.mode)
 
 
-def check_prepare_target(loaded: LoadedExperiment) -> None:
-    """Before Ray starts: ``data.shards`` with a ``data.prepare`` must be absent, an empty folder or a shard
-    set; a folder of the user's files (or a file) there is never replaced by a freshly prepared set."""
-    data = loaded.model.data
-    if data.prepare is not None:
-        refuse_unless_replaceable(Path(data.shards), what="data.shards")
-
-
 def _prepare(prep: SyntheticEEG | PrepareEEG | PrepareCommand, root: Path, address: str | None) -> None:
     refuse_unless_replaceable(root, what="data.shards")
     if root.is_dir():  # an empty folder (a shard set was opened instead): the prepare makes it anew
@@ -60,134 +52,21 @@ def _prepare(prep: SyntheticEEG | PrepareEEG | PrepareCommand, root: Path, addre
     if isinstance(prep, SyntheticEEG):
         write_synthetic_eeg(root, **prep.model_dump(exclude={"kind"}))
         return
-    if isinstance(prep, PrepareCommand):
-        from neuroray.datasets.commands import run_prepare
+    if isinstance(prep, PrepareVolumes | PrepareSpectrograms):
+        from neuroray.datasets.commands import prepare_commands
 
-        run_prepare(prep.kind, prep.args, root)
+        prepare_commands()[prep.kind].run_options(prep, root, overwrite=False)
         # What made it, so a later run whose data.prepare says otherwise is refused, not silently served this.
-        atomic_write(root / PREPARED_BY, lambda p: p.write_text(json.dumps(_prepared_by(prep), indent=2)))
+        atomic_write(root / PREPARED_BY, lambda p: p.write_text(json.dumps(prepared_by(prep), indent=2)))
         return
     bids = Path(prep.bids)
     if prep.synthetic_hbn is not None and not bids.exists():
         write_synthetic_hbn(bids, n_subjects=prep.synthetic_hbn, sfreq=prep.synthetic_sfreq,
                             runs=prep.synthetic_runs, movie=prep.synthetic_movie)
-    options = prep.model_dump(exclude={"kind", "bids", "synthetic_hbn", "synthetic_sfreq", "synthetic_runs",
-                                       "synthetic_movie"})
     # An interrupted prepare of this same shard set is continued, not redone.
-    result = prepare_eeg(bids, root, make_config(**options), resume=True, address=address)
+    result = prepare_eeg(bids, root, make_config(**prep.config_kwargs()), resume=True,  # type: ignore[arg-type]
+                         address=address, subjects=prep.subjects)
     print_result(result, root)
-
-
-PREPARED_BY = "prepared_by.json"  # beside the manifest of a set made from data.prepare {kind, args}
-
-
-def _prepared_by(prep: PrepareCommand) -> dict[str, object]:
-    return {"command": f"neuroray prepare {prep.kind}", "args": list(prep.args)}
-
-
-def _check_prepared_as_asked(prep: SyntheticEEG | PrepareEEG | PrepareCommand, shard_set: ShardSet) -> None:
-    """An existing shard set is reused only when it is what data.prepare describes: training on windows
-    of another length, rate or preprocessing than the file says would be silently wrong."""
-    manifest = shard_set.manifest
-    have: dict[str, Any]
-    want: dict[str, Any]
-    if isinstance(prep, SyntheticEEG):
-        have, want = manifest["spec"], {"n_chans": prep.n_chans, "n_times": prep.n_times, "sfreq": prep.sfreq}
-    elif isinstance(prep, PrepareEEG):
-        options = prep.model_dump(exclude={"kind", "bids", "synthetic_hbn", "synthetic_sfreq", "synthetic_runs",
-                                           "synthetic_movie"})
-        have = json.loads(json.dumps(manifest.get("prepare") or {}))
-        want = json.loads(json.dumps(make_config(**options).to_dict()))
-    else:
-        recorded = shard_set.root / PREPARED_BY
-        if not recorded.is_file():  # made by hand with `neuroray prepare …`: nothing to compare with
-            return
-        have, want = json.loads(recorded.read_text()), _prepared_by(prep)
-    diff = [f"{k} {have.get(k)!r} (data.prepare: {v!r})" for k, v in want.items() if have.get(k) != v]
-    if diff:
-        raise ConfigError(f"data.shards: {shard_set.root} was prepared differently from data.prepare: "
-                          f"{'; '.join(diff)[:400]}. Delete that folder to prepare it again, or point "
-                          "data.shards elsewhere")
-
-
-_NUMERIC = ("int", "uint", "float", "double", "halffloat", "bool")
-_WHOLE = ("int", "uint", "bool")
-
-
-def _check_columns(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
-    """Every column a phase or an hparam names exists in the shard set, with a type its task can take."""
-    columns: dict[str, Any] = shard_set.manifest.get("columns", {})
-    listing = ", ".join(c for c in columns if c != "x")
-    numeric = ", ".join(c for c, d in columns.items() if c != "x" and str(d.get("dtype", "")).startswith(_NUMERIC))
-
-    def need(key: str, column: str, whole: bool = False) -> None:
-        if column not in columns:
-            raise ConfigError(f"{key}: column {column!r} is not in {shard_set.root}; columns: {listing}")
-        dtype = str(columns[column].get("dtype", ""))
-        if not dtype.startswith(_WHOLE if whole else _NUMERIC):
-            kind = "whole-number (class) column" if whole else "numeric column"
-            raise ConfigError(f"{key}: column {column!r} holds {dtype}; this needs a {kind}. Numeric columns: "
-                              f"{numeric}")
-
-    scored: set[str] = set()  # a target's values are read once, however many arms and phases name it
-    for arm in loaded.arms:
-        for phase in loaded.resolve(arm, loaded.model.matrix.seed[0]).phases:
-            where = f"phases.{phase.name}" + (f" (arm {arm})" if len(loaded.arms) > 1 else "")
-            hp = phase.hparams or {}
-            if phase.target:
-                need(f"{where}.target", phase.target, whole="n_classes" in registry.hparam_fields(phase.trainable))
-                if phase.target not in scored:
-                    _scorable(f"{where}.target", shard_set, phase.target)
-                    scored.add(phase.target)
-            for key in ("aux_target", "adversary_column"):
-                if hp.get(key):
-                    need(f"{where}.hparams.{key}", str(hp[key]))
-            for key in ("cond_columns", "target_columns"):
-                for column in filter(None, (c.strip() for c in str(hp.get(key) or "").split(","))):
-                    need(f"{where}.hparams.{key}", column)
-
-
-def _scorable(key: str, shard_set: ShardSet, column: str) -> None:
-    """A target with no value in train or val trains on nothing or scores nothing (a metric of NaN)."""
-    import numpy as np
-
-    for split in ("train", "val"):
-        values = shard_set.read_split(split, columns=[column]).column(column).to_numpy(zero_copy_only=False)
-        if not np.isfinite(np.asarray(values, dtype=np.float64)).any():
-            raise ConfigError(f"{key}: column {column!r} has no value in the {split} split of {shard_set.root} "
-                              f"(every one of its {len(values)} rows is null/NaN); choose another target or "
-                              "prepare the set from recordings that have it")
-
-
-def _check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
-    """What an experiment needs of an opened shard set: as data.prepare says, rows in train and val, the
-    modality of every trainable, every column named."""
-    data = loaded.model.data
-    root = Path(data.shards)
-    if data.prepare is not None:
-        _check_prepared_as_asked(data.prepare, shard_set)
-    # A prepare with fewer than 3 subjects/sessions may leave val (or test) empty; Ray Data would then
-    # fail deep inside read_parquet with "Must provide at least one path".
-    empty = [split for split in ("train", "val") if shard_set.rows(split) == 0 or not shard_set.files(split)]
-    if empty:
-        raise ShardSetError(f"data.shards: {shard_set.root} has no rows in {' and '.join(empty)}; training needs "
-                            "rows in both train and val. Prepare it from more subjects/sessions")
-    for phase in loaded.model.phases:
-        want = registry.get(phase.trainable).modality
-        if want != shard_set.manifest["modality"]:
-            raise ConfigError(f"phases.{phase.name}.trainable: {phase.trainable!r} takes {want!r} data; "
-                              f"{root} holds {shard_set.manifest['modality']!r}")
-    _check_columns(loaded, shard_set)
-
-
-def existing_shards(loaded: LoadedExperiment) -> ShardSet | None:
-    """The experiment's shard set when it already exists, opened, verified and checked (before Ray starts)."""
-    data = loaded.model.data
-    if not (Path(data.shards) / "manifest.json").is_file():
-        return None
-    shard_set = open_shard_set(Path(data.shards), verify=data.verify)
-    _check_shard_set(loaded, shard_set)
-    return shard_set
 
 
 def ensure_shards(loaded: LoadedExperiment, address: str | None = None) -> ShardSet:
@@ -200,7 +79,7 @@ def ensure_shards(loaded: LoadedExperiment, address: str | None = None) -> Shard
                                 "data.prepare; run `neuroray prepare ...` first or add data.prepare")
         _prepare(data.prepare, root, address)
     shard_set = open_shard_set(root, verify=data.verify)
-    _check_shard_set(loaded, shard_set)
+    check_shard_set(loaded, shard_set)
     return shard_set
 
 

@@ -219,13 +219,15 @@ class LoadedExperiment:
         raw = apply_overrides(self.raw, self.model.matrix.arm[arm], f"matrix.arm.{arm}")
         raw = _apply_params(raw, params or {})
         exp = validate(raw, f"{self.source} (arm {arm})")
+        arm_tag = f" (arm {arm})" if len(self.arms) > 1 else ""
         for phase in exp.phases:
             fields = registry.hparam_fields(phase.trainable)
             for key, needs in (("freeze_epochs", "freeze_epochs"), ("aux", "aux_target")):
                 if getattr(phase, key) and needs not in fields:
-                    raise ConfigError(f"phases.{phase.name}.{key}: trainable {phase.trainable!r} does not support it")
+                    raise ConfigError(f"phases.{phase.name}{arm_tag}.{key}: trainable {phase.trainable!r} does not "
+                                      "support it")
             phase.hparams = phase.task_hparams()
-            registry.validate_hparams(phase.trainable, phase.hparams, where=f"phases.{phase.name}.hparams")
+            registry.validate_hparams(phase.trainable, phase.hparams, where=f"phases.{phase.name}{arm_tag}.hparams")
         return exp
 
     @property
@@ -255,7 +257,7 @@ def _smoke(raw: dict[str, Any], model: Experiment) -> dict[str, Any]:
     return out
 
 
-def _probes(space: dict[str, distributions.Param]) -> list[dict[str, Any]]:
+def probes(space: dict[str, distributions.Param]) -> list[dict[str, Any]]:
     """Parameter sets that together touch every choice and both bounds of every parameter, honouring conditions."""
     width = max([len(p.dist.choices) for p in space.values() if p.dist.kind == "choice"] + [2 if space else 1])
     out = []
@@ -314,5 +316,5 @@ def _check(loaded: LoadedExperiment) -> None:
             raise ConfigError(f"{source}: search.sampler: cmaes is single-objective; with several metrics "
                               "use tpe or random")
     for arm in loaded.arms:
-        for probe in _probes(space):
+        for probe in probes(space):
             loaded.resolve(arm, model.matrix.seed[0], probe)

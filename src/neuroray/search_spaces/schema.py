@@ -8,9 +8,14 @@ Ray's OptunaSearch cannot take grid parameters.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from neuroray.datasets.eeg.options import EEGPrepareOptions
+from neuroray.datasets.options import PrepareOptions, from_argv
+from neuroray.datasets.spectrograms.options import SpectrogramPrepareOptions
+from neuroray.datasets.volumes.options import VolumePrepareOptions
 
 
 class Strict(BaseModel):
@@ -29,42 +34,54 @@ class SyntheticEEG(Strict):
     seed: int = 0
 
 
-class PrepareEEG(Strict):
-    """`neuroray prepare eeg` as data: a BIDS tree (or an HBN-shaped synthetic one written there) → windows."""
+class PrepareEEG(EEGPrepareOptions):
+    """`neuroray prepare eeg` as data: a BIDS tree (or an HBN-shaped synthetic one written there) → windows.
+    The keys are `neuroray prepare eeg`'s flags (datasets/eeg/options.py)."""
 
+    sources: ClassVar[tuple[str, ...]] = ()  # ``bids`` is required; synthetic_hbn writes the tree there
     kind: Literal["eeg"]
     bids: str
-    synthetic_hbn: int | None = Field(None, ge=3)  # write a synthetic HBN tree at ``bids`` if it is missing
-    synthetic_sfreq: float = Field(500.0, gt=0)
-    synthetic_runs: int = Field(3, ge=1, le=3)
-    synthetic_movie: bool = False
-    target: Literal["challenge1", "challenge2", "pretrain"] = "challenge1"
-    tasks: list[str] | None = None
-    sfreq: float = Field(100.0, gt=0)
-    l_freq: float | None = Field(0.5, ge=0)
-    h_freq: float | None = Field(40.0, ge=0)
-    notch: float | None = Field(None, gt=0)
-    reference: str | None = None
-    channels: str | list[str] | None = None
-    channel_mode: Literal["zeropad", "select", "interpolate"] = "zeropad"
-    montage: str | None = None
-    window_s: float | None = Field(None, gt=0)
-    stride_s: float | None = Field(None, gt=0)
-    shift_s: float | None = None
-    split_seed: int = 0
-    keep_no_response: bool = False
 
 
-class PrepareCommand(Strict):
-    """`neuroray prepare <kind> ARGS --out <data.shards>` (volumes, spectrograms)."""
+class _PrepareByKeys:
+    """Files written before typed keys said ``args: [--flag, value, …]``; those still read, as the keys."""
 
-    kind: Literal["volumes", "spectrograms"]
-    args: list[str] = Field(default_factory=list)
+    options: ClassVar[type[PrepareOptions]]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_args(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "args" in data:
+            argv = data["args"]
+            if not isinstance(argv, list) or not all(isinstance(a, str | int | float) for a in argv):
+                raise ValueError("args: a list of command-line words; better, give the options as keys")
+            rest = {k: v for k, v in data.items() if k != "args"}
+            return {**from_argv(cls.options, [str(a) for a in argv], f"data.prepare.args ({data.get('kind')})"),
+                    **rest}
+        return data
+
+
+class PrepareVolumes(_PrepareByKeys, VolumePrepareOptions):
+    """`neuroray prepare volumes` as data; the keys are its flags (datasets/volumes/options.py)."""
+
+    options: ClassVar[type[PrepareOptions]] = VolumePrepareOptions
+    kind: Literal["volumes"]
+
+
+class PrepareSpectrograms(_PrepareByKeys, SpectrogramPrepareOptions):
+    """`neuroray prepare spectrograms` as data; the keys are its flags (datasets/spectrograms/options.py)."""
+
+    options: ClassVar[type[PrepareOptions]] = SpectrogramPrepareOptions
+    kind: Literal["spectrograms"]
+
+
+PrepareCommand = PrepareVolumes | PrepareSpectrograms
 
 
 class Data(Strict):
     shards: str
-    prepare: SyntheticEEG | PrepareEEG | PrepareCommand | None = Field(None, discriminator="kind")
+    prepare: SyntheticEEG | PrepareEEG | PrepareVolumes | PrepareSpectrograms | None = Field(
+        None, discriminator="kind")
     verify: Literal["sha256", "size", "none"] = "sha256"
     cache: Literal["auto", "memory", "stream"] = "auto"
 

@@ -6,7 +6,9 @@ import argparse
 import shutil
 from pathlib import Path
 
+from neuroray.datasets.options import add_flags, from_args
 from neuroray.datasets.shards import refuse_unless_replaceable
+from neuroray.datasets.spectrograms.options import SpectrogramPrepareOptions
 from neuroray.errors import NeurorayError
 
 HELP = "LFP trials (--lfp) or RF IQ (--iq) → spectrogram shard set; --synthetic-* plant a signal"
@@ -24,67 +26,48 @@ EPILOG = """input layouts:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of `neuroray prepare spectrograms`: the options model's, plus --out and --overwrite."""
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--lfp", metavar="DIR", help="folder of LFP sessions (.npz, .npy + .json, or .parquet)")
-    src.add_argument("--iq", metavar="DIR", help="folder of IQ recordings (.npz)")
-    src.add_argument("--synthetic-lfp", action="store_true", help="knock-out animals (label 1) with raised gamma")
-    src.add_argument("--synthetic-iq", action="store_true", help="arrival time/power across 4 receivers "
-                     "encodes (pos_x, pos_y)")
+    add_flags(p, SpectrogramPrepareOptions)
     p.add_argument("--out", required=True, help="output shard set folder")
-    p.add_argument("--inputs", default=None, help="--synthetic-*: where to write the input files "
-                   "(default: <out>-inputs)")
-    p.add_argument("--n-trials", type=int, default=8, help="LFP: consecutive trials per sequence (default 8)")
-    p.add_argument("--stride", type=int, default=None, help="LFP: trials between sequence starts "
-                   "(default --n-trials: no overlap)")
-    p.add_argument("--nperseg", type=int, default=None, help="STFT window in samples (default 256 LFP, 128 IQ)")
-    p.add_argument("--noverlap", type=int, default=None, help="STFT overlap in samples (default nperseg // 2)")
-    p.add_argument("--fmin", type=float, default=None, help="lowest kept frequency in Hz (default 1 LFP, 0 IQ)")
-    p.add_argument("--fmax", type=float, default=None, help="highest kept frequency in Hz (default 100 LFP, "
-                   "sfreq/2 IQ)")
-    p.add_argument("--baseline", choices=["broadband", "per-frequency", "none"], default="broadband",
-                   help="LFP per-session baseline (default broadband; see lfp.py)")
-    p.add_argument("--split-by", choices=["animal", "session"], default="animal",
-                   help="LFP split groups (default animal); IQ splits by session")
-    p.add_argument("--n-mels", type=int, default=32, help="IQ: mel bins (default 32)")
-    p.add_argument("--n-mfcc", type=int, default=None, help="IQ: MFCC coefficients instead of log-mel")
-    p.add_argument("--seed", type=int, default=0, help="split seed and synthetic seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (and synthetic inputs)")
 
 
 def run(args: argparse.Namespace) -> int:
+    """`neuroray prepare spectrograms` from parsed flags."""
+    return run_options(from_args(SpectrogramPrepareOptions, args), Path(args.out), args.overwrite)
+
+
+def run_options(opts: SpectrogramPrepareOptions, out: Path, overwrite: bool) -> int:
+    """Prepare ``out`` from ``opts``; prints a one-line summary."""
     from neuroray.datasets.spectrograms.iq import IQConfig, prepare_iq
     from neuroray.datasets.spectrograms.lfp import LFPConfig, prepare_lfp
     from neuroray.datasets.spectrograms.synthetic import write_synthetic_iq, write_synthetic_lfp
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
+    if out.exists() and not overwrite:
         raise NeurorayError(f"--out {out}: already exists; pass --overwrite or choose another folder")
     refuse_unless_replaceable(out)  # --overwrite replaces a shard set, never a folder of other files
-    for flag, value, low in (("--nperseg", args.nperseg, 2), ("--noverlap", args.noverlap, 0)):
-        if value is not None and value < low:  # 0 used to mean "the default" without a word
-            raise NeurorayError(f"{flag} {value}: must be >= {low}")
-    lfp = args.lfp is not None or args.synthetic_lfp
+    lfp = opts.lfp is not None or opts.synthetic_lfp
     if lfp:
         cfg_lfp = LFPConfig(
-            n_trials=args.n_trials, stride=args.stride, nperseg=args.nperseg or 256, noverlap=args.noverlap,
-            fmin=1.0 if args.fmin is None else args.fmin, fmax=100.0 if args.fmax is None else args.fmax,
-            baseline=args.baseline, split_by=args.split_by, seed=args.seed)
+            n_trials=opts.n_trials, stride=opts.stride, nperseg=opts.nperseg or 256, noverlap=opts.noverlap,
+            fmin=1.0 if opts.fmin is None else opts.fmin, fmax=100.0 if opts.fmax is None else opts.fmax,
+            baseline=opts.baseline, split_by=opts.split_by, seed=opts.seed)
     else:
-        cfg_iq = IQConfig(nperseg=args.nperseg or 128, noverlap=args.noverlap, n_mels=args.n_mels,
-                          n_mfcc=args.n_mfcc, fmin=args.fmin or 0.0, fmax=args.fmax, seed=args.seed)
-    folder = args.lfp or args.iq
+        cfg_iq = IQConfig(nperseg=opts.nperseg or 128, noverlap=opts.noverlap, n_mels=opts.n_mels,
+                          n_mfcc=opts.n_mfcc, fmin=opts.fmin or 0.0, fmax=opts.fmax, seed=opts.seed)
+    folder = str(opts.lfp or opts.iq)  # one is set: the options model requires exactly one source
     written: Path | None = None  # synthetic inputs this invocation wrote: removed again if the prepare refuses
-    if args.synthetic_lfp or args.synthetic_iq:
-        folder = args.inputs or f"{out}-inputs"
-        write = write_synthetic_lfp if args.synthetic_lfp else write_synthetic_iq
+    if opts.synthetic_lfp or opts.synthetic_iq:
+        folder = opts.inputs or f"{out}-inputs"
+        write = write_synthetic_lfp if opts.synthetic_lfp else write_synthetic_iq
         written = None if Path(folder).exists() else Path(folder)
-        info = write(folder, seed=args.seed, overwrite=args.overwrite)
+        info = write(folder, seed=opts.seed, overwrite=overwrite)
         print(f"synthetic inputs: {info}")
     try:
-        manifest = prepare_lfp(folder, out, cfg_lfp, args.overwrite) if lfp else prepare_iq(folder, out, cfg_iq,
-                                                                                                args.overwrite)
+        manifest = prepare_lfp(folder, out, cfg_lfp, overwrite) if lfp else prepare_iq(folder, out, cfg_iq,
+                                                                                                overwrite)
     except NeurorayError:
         if written is not None:
             shutil.rmtree(written, ignore_errors=True)

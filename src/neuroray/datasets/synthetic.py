@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
+from neuroray.datasets.options import PrepareOptions
 from neuroray.datasets.shards import ShardSetWriter
 from neuroray.datasets.spec import EEGWindowSpec
 from neuroray.datasets.splits import SPLITS, split_groups
@@ -18,20 +20,27 @@ from neuroray.datasets.splits import SPLITS, split_groups
 ALPHA_HZ = 10.0
 
 
-def eeg_band_power_windows(
-    n_subjects: int = 16,
-    windows_per_subject: int = 60,
-    n_chans: int = 20,
-    n_times: int = 200,
-    sfreq: float = 100.0,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class SyntheticEEGOptions(PrepareOptions):
+    """The planted-signal EEG set: its sizes and seed (also an experiment's ``data.prepare: {kind: synthetic_eeg}``)."""
+
+    n_subjects: int = Field(16, ge=3, description="subjects (the split is by subject)")
+    windows_per_subject: int = Field(60, ge=1, description="windows per subject")
+    n_chans: int = Field(20, ge=1, description="channels")
+    n_times: int = Field(200, ge=8, description="samples per window")
+    sfreq: float = Field(100.0, gt=0, json_schema_extra={"unit": "Hz"}, description="sampling rate in Hz")
+    seed: int = Field(0, description="seed of the signal and of the split")
+
+
+def eeg_band_power_windows(**params: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Windows whose target is the log amplitude of a 10 Hz rhythm on the posterior half of channels.
 
     Returns ``(x, y, subject_index)``. Background: per-channel 1/f-like noise with a subject-specific
     gain (so raw variance alone does not give the answer); y is standardized and carries 10% noise.
     """
-    rng = np.random.default_rng(seed)
+    o = SyntheticEEGOptions(**params)
+    n_subjects, windows_per_subject, n_chans, n_times, sfreq = (o.n_subjects, o.windows_per_subject, o.n_chans,
+                                                                 o.n_times, o.sfreq)
+    rng = np.random.default_rng(o.seed)
     n = n_subjects * windows_per_subject
     t = np.arange(n_times) / sfreq
     white = rng.standard_normal((n, n_chans, n_times)).astype(np.float32)
@@ -56,20 +65,14 @@ def eeg_band_power_windows(
     return x, y, subject
 
 
-def write_synthetic_eeg(
-    out: str | Path,
-    n_subjects: int = 16,
-    windows_per_subject: int = 60,
-    n_chans: int = 20,
-    n_times: int = 200,
-    sfreq: float = 100.0,
-    seed: int = 0,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Write a subject-split, train-normalized synthetic EEG shard set; returns its manifest."""
-    params = dict(n_subjects=n_subjects, windows_per_subject=windows_per_subject, n_chans=n_chans,
-                  n_times=n_times, sfreq=sfreq, seed=seed)
-    x, y, subject_idx = eeg_band_power_windows(**params)  # type: ignore[arg-type]
+def write_synthetic_eeg(out: str | Path, overwrite: bool = False, **params: Any) -> dict[str, Any]:
+    """Write a subject-split, train-normalized synthetic EEG shard set (``params``: SyntheticEEGOptions'
+    fields); returns its manifest."""
+    o = SyntheticEEGOptions(**params)
+    params = o.model_dump()
+    n_subjects, windows_per_subject, n_chans, n_times, sfreq, seed = (
+        o.n_subjects, o.windows_per_subject, o.n_chans, o.n_times, o.sfreq, o.seed)
+    x, y, subject_idx = eeg_band_power_windows(**params)
     subjects = np.array([f"S{s:03d}" for s in subject_idx])
     assignment = split_groups(list(subjects), seed=seed)
     split_of = np.array([assignment[s] for s in subjects])

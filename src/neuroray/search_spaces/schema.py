@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from neuroray.datasets.eeg.options import EEGPrepareOptions
 from neuroray.datasets.options import PrepareOptions, from_argv
 from neuroray.datasets.spectrograms.options import SpectrogramPrepareOptions
+from neuroray.datasets.synthetic import SyntheticEEGOptions
 from neuroray.datasets.volumes.options import VolumePrepareOptions
 
 
@@ -22,16 +23,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class SyntheticEEG(Strict):
-    """Planted-signal EEG windows written through the real shard writer."""
+class SyntheticEEG(SyntheticEEGOptions):
+    """Planted-signal EEG windows written through the real shard writer (datasets/synthetic.py)."""
 
     kind: Literal["synthetic_eeg"]
-    n_subjects: int = Field(16, ge=3)
-    windows_per_subject: int = Field(60, ge=1)
-    n_chans: int = Field(20, ge=1)
-    n_times: int = Field(200, ge=8)
-    sfreq: float = Field(100.0, gt=0)
-    seed: int = 0
 
 
 class PrepareEEG(EEGPrepareOptions):

@@ -105,8 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     kinds = pr.add_subparsers(dest="kind", required=True, parser_class=_Parser)
     _prepare_eeg_args(kinds.add_parser("eeg", help="EEG recordings (BIDS/HBN, EEGLAB, EDF/BDF, BrainVision, FIF) "
                                        "→ windows for challenge1 | challenge2 | pretrain"))
+    from neuroray.datasets.commands import add_arguments
+
     for kind, module in _prepare_commands().items():  # other modalities bring their own `command.py`
-        module.add_arguments(kinds.add_parser(kind, help=module.HELP))
+        add_arguments(module, kinds.add_parser(kind, help=module.HELP))
 
     ls = sub.add_parser("list", help="list registered things")
     ls.add_argument("what", choices=["trainables"])
@@ -136,7 +138,9 @@ def _prepare_commands() -> dict[str, Any]:
 
 def _prepare(args: argparse.Namespace) -> int:
     if args.kind != "eeg":
-        return int(_prepare_commands()[args.kind].run(args))
+        from neuroray.datasets.commands import run
+
+        return run(_prepare_commands()[args.kind], args)
     from neuroray.datasets.eeg.options import EEGPrepareOptions
     from neuroray.datasets.eeg.prepare import make_config
     from neuroray.datasets.options import from_args

@@ -1,16 +1,20 @@
 """`neuroray prepare <kind>` for the modalities that bring a ``datasets/<kind>/command.py``.
 
-Each such module defines ``HELP``, ``add_arguments(parser)``, ``run(args) -> int`` (the CLI) and
-``run_options(options, out, overwrite) -> int`` (an experiment's ``data.prepare: {kind: <kind>, …}``); both
-take the kind's one options model (``<kind>/options.py``), so the flags and the keys are the same.
+Each such module defines ``OPTIONS`` (the kind's one options model, ``<kind>/options.py``), ``HELP``, an
+optional ``EPILOG`` and ``run_options(options, out, overwrite) -> int``. The CLI's flags (``add_arguments``)
+and an experiment's ``data.prepare: {kind: <kind>, …}`` keys both come from ``OPTIONS``.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import pkgutil
+from pathlib import Path
 from types import ModuleType
+
+from neuroray.datasets.options import add_flags, from_args
 
 
 def prepare_commands() -> dict[str, ModuleType]:
@@ -22,3 +26,18 @@ def prepare_commands() -> dict[str, ModuleType]:
         if info.ispkg and importlib.util.find_spec(f"{package.__name__}.{info.name}.command"):
             found[info.name] = importlib.import_module(f"{package.__name__}.{info.name}.command")
     return found
+
+
+def add_arguments(module: ModuleType, p: argparse.ArgumentParser) -> None:
+    """The flags of `neuroray prepare <kind>`: the options model's, plus --out and --overwrite."""
+    if getattr(module, "EPILOG", None):
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+        p.epilog = module.EPILOG
+    add_flags(p, module.OPTIONS)
+    p.add_argument("--out", required=True, help="output shard set folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (and synthetic inputs)")
+
+
+def run(module: ModuleType, args: argparse.Namespace) -> int:
+    """`neuroray prepare <kind>` from parsed flags."""
+    return int(module.run_options(from_args(module.OPTIONS, args), Path(args.out), args.overwrite))

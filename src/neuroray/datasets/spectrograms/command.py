@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
-from neuroray.datasets.options import add_flags, from_args
 from neuroray.datasets.shards import refuse_unless_replaceable
 from neuroray.datasets.spectrograms.options import SpectrogramPrepareOptions
 from neuroray.errors import NeurorayError
 
+OPTIONS = SpectrogramPrepareOptions
 HELP = "LFP trials (--lfp) or RF IQ (--iq) → spectrogram shard set; --synthetic-* plant a signal"
 
 EPILOG = """input layouts:
@@ -23,20 +22,6 @@ EPILOG = """input layouts:
   --synthetic-lfp / --synthetic-iq write planted-signal inputs to --inputs (default <out>-inputs), then
              prepare them the same way
 """
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of `neuroray prepare spectrograms`: the options model's, plus --out and --overwrite."""
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.epilog = EPILOG
-    add_flags(p, SpectrogramPrepareOptions)
-    p.add_argument("--out", required=True, help="output shard set folder")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output (and synthetic inputs)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """`neuroray prepare spectrograms` from parsed flags."""
-    return run_options(from_args(SpectrogramPrepareOptions, args), Path(args.out), args.overwrite)
 
 
 def run_options(opts: SpectrogramPrepareOptions, out: Path, overwrite: bool) -> int:

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from neuroray.datasets.options import add_flags, from_args
 from neuroray.datasets.shards import refuse_unless_replaceable
 from neuroray.datasets.volumes.options import VolumePrepareOptions
 from neuroray.errors import NeurorayError
 
+OPTIONS = VolumePrepareOptions
 HELP = "Neurosynth coordinates / NIfTI maps / synthetic → MNI152 volume shards"
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of `neuroray prepare volumes`: the options model's, plus --out and --overwrite."""
-    add_flags(p, VolumePrepareOptions)
-    p.add_argument("--out", required=True, help="output shard set folder")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-
-
-def run(args: argparse.Namespace) -> int:
-    """`neuroray prepare volumes` from parsed flags."""
-    return run_options(from_args(VolumePrepareOptions, args), Path(args.out), args.overwrite)
 
 
 def run_options(opts: VolumePrepareOptions, out: Path, overwrite: bool) -> int:

@@ -119,3 +119,13 @@ def test_construction_mistake_in_a_fresh_process_within_seconds(spectrograms: Pa
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "phases.fit (arm a).hparams.freq_patch 64" in lines[0], done.stderr
     assert _raylets() <= raylets
+
+
+def test_an_encoder_too_big_for_the_windows_is_one_line(tmp_path: Path, expect_exit2: Callable[..., str]) -> None:
+    """braindecode's EEGNeX on 1-channel, 8-sample windows: its own shape error, caught at build time."""
+    from neuroray.datasets.synthetic import write_synthetic_eeg
+
+    write_synthetic_eeg(tmp_path / "tiny", n_subjects=4, windows_per_subject=8, n_chans=1, n_times=8)
+    exp = _write(tmp_path / "exp.yaml", tmp_path / "tiny", _hp(EEG, encoder="eegnex"), {})
+    expect_exit2(["validate", str(exp)], str(exp), "phases.fit (arm a).hparams.encoder 'eegnex'",
+                 "cannot take windows of 1 channels x 8 samples")

@@ -17,8 +17,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from neuroray.datasets.spec import spec_from_dict
 from neuroray.errors import NeurorayError
+from neuroray.run.loop_config import LoopConfig
 from neuroray.run_folder.checkpoints import (
     CKPT_LIGHTNING,
     load_phase_state,
@@ -96,6 +96,7 @@ class _Ahead:
             self._out.append((False, e))
 
     def result(self) -> Any:
+        """Wait for the background call and return its value (or raise its error)."""
         self._thread.join()
         ok, value = self._out[0]
         if not ok:
@@ -134,65 +135,66 @@ class EpochReporter(L.Callback):
             self.report(metrics, tmp)
 
 
-def run_phases(cfg: dict[str, Any], get_shard: ShardFn, report: ReportFn,
+def run_phases(config: LoopConfig | dict[str, Any], get_shard: ShardFn, report: ReportFn,
                lightning_kwargs: dict[str, Any] | None = None,
                prepare: Callable[[L.Trainer], L.Trainer] | None = None, is_rank0: bool = True,
                restore: str | Path | None = None) -> None:
     """Fit every phase in order; a phase with ``from`` starts from that phase's weights.
 
-    ``cfg``: phases (dicts), spec ({modality, spec}), seed, metric, mode, tensorboard_dir, trial_name, threads,
-    phase_dir (where each finished phase's weights are kept). ``restore``: the trial's last checkpoint (a
+    ``config``: a ``LoopConfig`` (or the dict Ray shipped it as). ``restore``: the trial's last checkpoint (a
     restarted trial): the final phase continues from it. Without one, phases already finished in
     ``phase_dir`` are loaded instead of trained again.
     """
-    torch.set_num_threads(max(1, int(cfg.get("threads", 1))))
-    spec = spec_from_dict(cfg["spec"]["modality"], cfg["spec"]["spec"])
+    cfg = LoopConfig.parse(config)
+    torch.set_num_threads(max(1, cfg.threads))
+    spec = cfg.spec.build()
     states: dict[str, dict[str, torch.Tensor]] = {}
-    phases = cfg["phases"]
-    phase_dir = Path(cfg["phase_dir"]) if cfg.get("phase_dir") else None
+    phases = cfg.phases
+    phase_dir = Path(cfg.phase_dir) if cfg.phase_dir else None
     resume = Path(restore) / CKPT_LIGHTNING if restore and (Path(restore) / CKPT_LIGHTNING).is_file() else None
     for i, phase in enumerate(phases):
         final = i == len(phases) - 1
+        record = cfg.phase_dict(i)
         if not final and resume is not None:
             continue  # the final phase's checkpoint holds every weight the chain produced
-        done = load_phase_state(phase_dir / phase["name"]) if phase_dir and not final else None
+        done = load_phase_state(phase_dir / phase.name) if phase_dir and not final else None
         if done is not None:
-            states[phase["name"]] = done
+            states[phase.name] = done
             continue
-        L.seed_everything(cfg["seed"] * 1000 + i, workers=False, verbose=False)
-        module = registry.build(phase["trainable"], spec, phase.get("hparams") or {}, target=phase.get("target"))
-        if phase.get("from") and resume is None:
-            registry.load_matching(module, states[phase["from"]])
-        stats = cfg.get("target_stats", {}).get(phase.get("target") or "")
+        L.seed_everything(cfg.seed * 1000 + i, workers=False, verbose=False)
+        module = registry.build(phase.trainable, spec, phase.hparams or {}, target=phase.target)
+        if phase.from_ and resume is None:
+            registry.load_matching(module, states[phase.from_])
+        stats = cfg.target_stats.get(phase.target or "")
         if stats:  # after the carry-over: this phase's own target
-            module.set_target_stats(stats["mean"], stats["std"])
+            module.set_target_stats(stats.mean, stats.std)
         logger: Any = False
-        if cfg.get("tensorboard_dir") and is_rank0:
+        if cfg.tensorboard_dir and is_rank0:
             from lightning.pytorch.loggers import TensorBoardLogger
 
-            logger = TensorBoardLogger(save_dir=cfg["tensorboard_dir"], name=cfg["trial_name"],
-                                       version=phase["name"], default_hp_metric=False)
+            logger = TensorBoardLogger(save_dir=cfg.tensorboard_dir, name=cfg.trial_name,
+                                       version=phase.name, default_hp_metric=False)
         trainer = L.Trainer(
-            max_epochs=phase["epochs"], logger=logger, enable_checkpointing=False,
+            max_epochs=phase.epochs, logger=logger, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
             log_every_n_steps=1, deterministic=False,
-            callbacks=[EpochReporter(report, phase, cfg["spec"], final, is_rank0)],
+            callbacks=[EpochReporter(report, record, cfg.spec_dict(), final, is_rank0)],
             **(lightning_kwargs or {"accelerator": "auto", "devices": 1}),
         )
         if prepare is not None:
             trainer = prepare(trainer)
-        bs = int(phase["batch_size"])
+        bs = phase.batch_size
         # A resumed phase runs fewer epochs than it names: no opening of an epoch that never comes.
-        epochs = None if final and resume is not None else int(phase["epochs"])
-        trainer.fit(module, train_dataloaders=Batches(get_shard, "train", bs, True, cfg["seed"], epochs),
-                    val_dataloaders=Batches(get_shard, "val", bs, False, cfg["seed"]),
+        epochs = None if final and resume is not None else phase.epochs
+        trainer.fit(module, train_dataloaders=Batches(get_shard, "train", bs, True, cfg.seed, epochs),
+                    val_dataloaders=Batches(get_shard, "val", bs, False, cfg.seed),
                     ckpt_path=str(resume) if final and resume is not None else None,
                     weights_only=True)
-        states[phase["name"]] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        states[phase.name] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
         # The final phase's checkpoints go to Tune (a scheduler may stop the trial at its last report).
         if phase_dir is not None and is_rank0 and not final:
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-            save_phase(phase_dir / phase["name"], module, phase, cfg["spec"], metrics)
+            save_phase(phase_dir / phase.name, module, record, cfg.spec_dict(), metrics)
 
 
 def torchtrainer_worker_loop(cfg: dict[str, Any]) -> None:
@@ -210,7 +212,7 @@ def torchtrainer_worker_loop(cfg: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=ckpt)
 
     kwargs: dict[str, Any] = dict(
-        cfg=cfg, get_shard=ray.train.get_dataset_shard, report=report, is_rank0=rank0, prepare=prepare_trainer,
+        config=cfg, get_shard=ray.train.get_dataset_shard, report=report, is_rank0=rank0, prepare=prepare_trainer,
         lightning_kwargs={"accelerator": "auto", "devices": "auto", "strategy": RayDDPStrategy(),
                           "plugins": [RayLightningEnvironment()]},
     )

@@ -20,6 +20,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from neuroray.datasets.shards import ShardSet
 from neuroray.errors import ConfigError
 from neuroray.run import ingest, session
+from neuroray.run.loop_config import LoopConfig, SpecRef
 from neuroray.run.searcher import MatrixSearcher
 from neuroray.run.state_backup import StateBackup
 from neuroray.run.tracking import trial_label, wandb_callback
@@ -32,6 +33,7 @@ DRIVER_CPU = 0.01
 
 
 def choose_engine(exp: Experiment) -> str:
+    """``actor`` (the trial actor trains) or ``torchtrainer`` (Ray Train workers), from ``resources``."""
     r = exp.resources
     spread = r.workers > 1 or (r.gpus_per_worker > 1)
     if r.engine == "actor" and spread:
@@ -43,17 +45,17 @@ def choose_engine(exp: Experiment) -> str:
 
 
 def loop_config(exp: Experiment, shard_set: ShardSet, seed: int, metric: str, mode: str,
-                tensorboard_dir: str | None, trial_name: str, phase_dir: str | None = None) -> dict[str, Any]:
-    return {
-        "phase_dir": phase_dir,
-        "phases": [p.model_dump(by_alias=True) for p in exp.phases],
-        "spec": {"modality": shard_set.manifest["modality"], "spec": shard_set.manifest["spec"]},
-        "seed": seed, "metric": metric, "mode": mode,
-        "tensorboard_dir": tensorboard_dir, "trial_name": trial_name,
-        "threads": exp.resources.cpus_per_worker,
+                tensorboard_dir: str | None, trial_name: str, phase_dir: str | None = None) -> LoopConfig:
+    """What one trial's train loop needs: the resolved phases, the shard set's spec, seed, metric, mode,
+    logging and phase folders, threads, and the targets' train-split statistics."""
+    return LoopConfig(
+        phase_dir=phase_dir, phases=list(exp.phases),
+        spec=SpecRef(modality=shard_set.manifest["modality"], spec=shard_set.manifest["spec"]),
+        seed=seed, metric=metric, mode=mode, tensorboard_dir=tensorboard_dir, trial_name=trial_name,
+        threads=exp.resources.cpus_per_worker,
         # train-split mean/std of numeric targets: regressors predict on a standardized scale
-        "target_stats": shard_set.manifest.get("target_stats", {}),
-    }
+        target_stats=shard_set.manifest.get("target_stats", {}),
+    )
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any
     _fit_with_torchtrainer(cfg, exp, datasets, Path(ctx.run_dir) / "train", name)
 
 
-def _fit_with_torchtrainer(cfg: dict[str, Any], exp: Experiment, datasets: dict[str, Any],
+def _fit_with_torchtrainer(cfg: LoopConfig, exp: Experiment, datasets: dict[str, Any],
                            storage: Path, name: str) -> None:
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -105,7 +107,7 @@ def _fit_with_torchtrainer(cfg: dict[str, Any], exp: Experiment, datasets: dict[
     r = exp.resources
     trainer = TorchTrainer(
         torchtrainer_worker_loop,
-        train_loop_config=cfg,
+        train_loop_config=cfg.to_ray(),
         scaling_config=ray.train.ScalingConfig(
             num_workers=r.workers, use_gpu=r.gpus_per_worker > 0,
             resources_per_worker={"CPU": r.cpus_per_worker,
@@ -113,8 +115,8 @@ def _fit_with_torchtrainer(cfg: dict[str, Any], exp: Experiment, datasets: dict[
         ),
         run_config=ray.train.RunConfig(
             name=name, storage_path=str(storage), callbacks=[TuneReportCallback()],  # type: ignore[list-item]
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=cfg["metric"],
-                                                         checkpoint_score_order=cfg["mode"]),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=cfg.metric,
+                                                         checkpoint_score_order=cfg.mode),
             failure_config=ray.train.FailureConfig(max_failures=r.max_failures),
         ),
         datasets=datasets,
@@ -123,6 +125,7 @@ def _fit_with_torchtrainer(cfg: dict[str, Any], exp: Experiment, datasets: dict[
 
 
 def phase_chains(loaded: LoadedExperiment) -> dict[str, list[str]]:
+    """Each arm's phase names in order (for dashboards)."""
     seed = loaded.model.matrix.seed[0]
     return {arm: [p.name for p in loaded.resolve(arm, seed).phases] for arm in loaded.arms}
 
@@ -165,6 +168,7 @@ def check_resources(loaded: LoadedExperiment, embedded: bool) -> None:
 
 
 def max_concurrency(exp: Experiment, embedded: bool) -> int:
+    """How many trials may run at once: the file's ``max_concurrent_trials``, else what the CPUs allow."""
     if exp.resources.max_concurrent_trials:
         return exp.resources.max_concurrent_trials
     cpus = ray.cluster_resources().get("CPU", 1.0)

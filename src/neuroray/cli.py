@@ -19,6 +19,7 @@ EXIT_USAGE = 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2, like every other bad input
+        """Print argparse's complaint as one error line and exit 2."""
         print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
@@ -374,6 +375,7 @@ def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` names (default ``sys.argv[1:]``); returns the exit code (2 for bad input)."""
     args = _parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
@@ -390,4 +392,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entrypoint() -> None:
+    """The ``neuroray`` console script: ``main()``'s exit code as the process's."""
     sys.exit(main())

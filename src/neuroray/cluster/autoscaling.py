@@ -17,6 +17,8 @@ from typing import Any
 
 def spot_first_scorer(node_resources: dict[str, Any], resources: list[dict[str, Any]], node_type: str,
                       *, node_availability_summary: Any) -> tuple[Any, ...] | None:
+    """Ray's utilization score for ``node_type`` with a spot flag appended (ties favour spot); None when Ray's scorer
+    gives none or the type's last launch failed."""
     from neuroray.run.ray_compat import private  # light: it imports each Ray internal on first use
 
     _resource_based_utilization_scorer = private("utilization_scorer")

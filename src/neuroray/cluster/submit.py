@@ -46,6 +46,7 @@ def working_dir_of(experiment: Path) -> Path:
 
 
 def entrypoint(experiment: Path, root: Path, storage: str | None, smoke: bool, overwrite: bool) -> str:
+    """The job's shell command: ``neuroray run EXPERIMENT`` (path relative to ``root``) with the given flags."""
     args = ["neuroray", "run", experiment.resolve().relative_to(root).as_posix()]
     args += ["--storage", storage] if storage else []
     args += ["--smoke"] * smoke + ["--overwrite"] * overwrite
@@ -53,6 +54,8 @@ def entrypoint(experiment: Path, root: Path, storage: str | None, smoke: bool, o
 
 
 def runtime_env(root: Path) -> dict[str, object]:
+    """Ray runtime_env for a job from ``root``: the working dir minus ``EXCLUDES``, ``TRAIN_ENV`` (values from the
+    environment where set) and, in a neuroray checkout, its package as ``py_modules``."""
     env: dict[str, object] = {"working_dir": str(root), "excludes": EXCLUDES,
                               "env_vars": {k: os.environ.get(k, v) for k, v in TRAIN_ENV.items()}}
     package = root / "src" / "neuroray"

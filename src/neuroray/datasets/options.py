@@ -130,6 +130,7 @@ def from_args(model: type[OptionsT], ns: argparse.Namespace, where: str = "") ->
 
 class _Argv(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
+        """Raise NeurorayError with the parser's message instead of printing usage and exiting."""
         raise NeurorayError(f"{self.prog}: {message}")
 
 

@@ -34,6 +34,7 @@ MANIFEST = "manifest.json"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """The sha256 hex digest of ``path``, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -171,6 +172,7 @@ class ShardSetWriter:
         return manifest
 
     def abort(self) -> None:
+        """Remove everything written so far (the temp folder)."""
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
@@ -191,12 +193,15 @@ class ShardSet:
 
     @property
     def spec(self) -> Spec:
+        """The sample spec the manifest records."""
         return spec_from_dict(self.manifest["modality"], self.manifest["spec"])
 
     def files(self, split: str) -> list[str]:
+        """Absolute paths of one split's Parquet files."""
         return [str(self.root / rel) for rel in self.manifest["files"] if rel.startswith(f"{split}/")]
 
     def rows(self, split: str) -> int:
+        """Rows in one split, as the manifest records."""
         return int(self.manifest["rows"].get(split, 0))
 
     def read_split(self, split: str, columns: Sequence[str] | None = None) -> pa.Table:
@@ -208,6 +213,7 @@ class ShardSet:
 
 
 def tensor_column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A fixed-shape tensor column as one float32 array (rows first)."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     return np.asarray(col.to_numpy_ndarray(), dtype=np.float32)

@@ -30,6 +30,7 @@ class EEGWindowSpec:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """(n_chans, n_times)."""
         return (self.n_chans, self.n_times)
 
     @property
@@ -38,6 +39,7 @@ class EEGWindowSpec:
         return self.shape
 
     def to_dict(self) -> dict[str, Any]:
+        """Manifest form: the fields, with ``ch_names`` as a list."""
         d = asdict(self)
         d["ch_names"] = list(self.ch_names)
         return d
@@ -58,6 +60,7 @@ class VolumeSpec:
         return (1, *self.shape)
 
     def to_dict(self) -> dict[str, Any]:
+        """Manifest form: ``shape`` as a list and ``voxel_mm``."""
         return {"shape": list(self.shape), "voxel_mm": self.voxel_mm}
 
 
@@ -73,13 +76,16 @@ class SpectrogramSpec:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """(n_trials, n_freqs, n_frames)."""
         return (self.n_trials, self.n_freqs, self.n_frames)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample ``x``: the same as ``shape``."""
         return self.shape
 
     def to_dict(self) -> dict[str, Any]:
+        """Manifest form: ``n_trials``, ``n_freqs``, ``n_frames``."""
         return asdict(self)
 
 

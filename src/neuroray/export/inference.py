@@ -123,6 +123,8 @@ def _prediction_columns(y: np.ndarray) -> dict[str, pa.Array]:
 
 @dataclass(frozen=True)
 class PredictResult:
+    """What ``predict`` wrote: the Parquet file, its row count and the splits it covers."""
+
     out: Path
     rows: int
     splits: list[str]
@@ -215,6 +217,7 @@ def bench(model: OnnxModel, runs: int = 200, warmup: int = 20, batch: int = 64, 
 
 
 def format_bench(r: dict[str, Any]) -> str:
+    """Human-readable summary of a :func:`bench` result: batch-1 latency and batch throughput."""
     b = r["batch"]
     return (f"{r['model']}: input {r['input_shape'][1:]}, threads {r['threads']}\n"
             f"batch-1 latency: p50 {r['batch1_p50_ms']:.3f} ms, p95 {r['batch1_p95_ms']:.3f} ms "

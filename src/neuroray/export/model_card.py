@@ -28,6 +28,7 @@ OUTPUTS: dict[str, str] = {
 
 
 def library_versions() -> dict[str, str]:
+    """Versions of neuroray, Python and the ML libraries installed (torch, onnx, onnxruntime, …)."""
     versions = {"neuroray": __version__, "python": platform.python_version()}
     for dist in ("torch", "onnx", "onnxruntime", "onnxscript", "braindecode", "lightning"):
         try:

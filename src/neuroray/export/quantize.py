@@ -69,6 +69,7 @@ class _Windows(CalibrationDataReader):
             {input_name: np.ascontiguousarray(x[i:i + batch], dtype=np.float32)} for i in range(0, len(x), batch))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next calibration batch as ``{input_name: array}``; None when exhausted."""
         return next(self._batches, None)
 
 

@@ -52,6 +52,7 @@ class Scorer:
         self.metric, self.mode = module.monitor, module.mode
 
     def inputs(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """What the model is fed for batch ``batch_idx``: ``x`` itself (subclasses corrupt or augment it)."""
         return x
 
     def update(self, out: torch.Tensor, x: torch.Tensor, batch: pa.RecordBatch) -> None:
@@ -69,6 +70,7 @@ class _Mean(Scorer):
         self.total, self.count = 0.0, 0
 
     def add(self, value: float, n: int) -> None:
+        """Add one batch's mean ``value`` over ``n`` windows."""
         self.total += value * n
         self.count += n
 
@@ -77,6 +79,8 @@ class _Mean(Scorer):
 
 
 class Regression(Scorer):
+    """``val/nrmse`` of the predictions against the target column."""
+
     def __init__(self, module: Task) -> None:
         super().__init__(module)
         self.metric, self.columns, self.nrmse = "val/nrmse", (str(module.target),), NRMSE()
@@ -89,6 +93,8 @@ class Regression(Scorer):
 
 
 class Classification(Scorer):
+    """The classifier's monitored metric (e.g. ``val/auroc``) over the rows that have a label."""
+
     def __init__(self, module: Task) -> None:
         super().__init__(module)
         self.columns = (str(module.target),)
@@ -105,6 +111,8 @@ class Classification(Scorer):
 
 
 class Localization(_Mean):
+    """Mean Euclidean distance between the predicted position (first two outputs) and the target columns."""
+
     def __init__(self, module: Task) -> None:
         super().__init__(module)
         self.columns = tuple(cast(RFLocalizer, module).columns)
@@ -118,13 +126,18 @@ class Localization(_Mean):
 
 
 class VolumeReconstruction(_Mean):
+    """Mean per-sample Pearson r between the reconstruction and the input volume."""
+
     def update(self, out: torch.Tensor, x: torch.Tensor, batch: pa.RecordBatch) -> None:
         r = pearson_per_sample(out.reshape(x.shape), x)
         self.add(float(r.mean()), len(x))
 
 
 class MaskedReconstruction(_Mean):
+    """MSE on the hidden entries of seeded patch masks, as in masked pretraining's validation."""
+
     def inputs(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """``x`` with seeded random patches zeroed (the mask is kept for ``update``)."""
         module = cast(EEGMaskedPretrain, self.module)
         gen = torch.Generator().manual_seed(SEED + batch_idx)
         self.mask = patch_mask(x.shape[0], x.shape[1], x.shape[2], module.hp.patch_chans, module.patch_t,
@@ -138,10 +151,13 @@ class MaskedReconstruction(_Mean):
 
 
 class Contrastive(_Mean):
+    """InfoNCE over two seeded augmented views; positives from the stimulus columns when present."""
+
     columns = ("stimulus_index", "stimulus_time_s")  # positives across windows of one stimulus, if present
     optional = True
 
     def inputs(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """Two augmented views of ``x`` stacked along the batch axis, from a seed per batch."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(SEED + batch_idx)
             module = cast(EEGContrastive, self.module)
@@ -170,6 +186,8 @@ SCORERS: dict[str, type[Scorer]] = {
 
 @dataclass(frozen=True)
 class Score:
+    """A validation metric of an exported model: its name, mode (min/max), value and window count."""
+
     metric: str
     mode: str
     value: float

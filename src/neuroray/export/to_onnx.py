@@ -49,6 +49,8 @@ QUANT_METHOD = {
 
 @dataclass(frozen=True)
 class ExportResult:
+    """An fp32 export of one checkpoint: model path and parity (max |Δ| vs torch over ``n_windows``)."""
+
     path: Path
     max_abs_diff: float
     n_windows: int
@@ -56,6 +58,8 @@ class ExportResult:
 
 @dataclass(frozen=True)
 class ExportReport:
+    """What ``export_model`` wrote: folder, model, precision, parity, validation scores before/after and the card."""
+
     out: Path
     model: Path
     precision: str
@@ -110,6 +114,7 @@ def select_trial(run_dir: Path, trial: str = "best") -> tuple[dict[str, Any], pd
 
 
 def checkpoint_of(row: pd.Series, run_dir: Path) -> Path:
+    """The local checkpoint folder of trial ``row`` (fetched into the run folder for a URI); error if it has none."""
     ckpt = row.get("checkpoint")
     if isinstance(ckpt, str) and is_uri(ckpt):  # --storage s3://…: a local copy in the run folder
         ckpt = str(fetch_checkpoint(ckpt, run_dir / "checkpoints"))
@@ -221,6 +226,7 @@ def export_trial(run_dir: Path, trial: str = "best", out: Path | None = None, pr
 
 
 def format_report(trial_id: str, r: ExportReport) -> str:
+    """Human-readable summary of an export: parity, validation metric and, when quantized, the relative loss."""
     lines = [f"exported trial {trial_id} → {r.model} ({r.precision}); onnxruntime vs torch max |Δ| = "
              f"{r.max_abs_diff:.2e} on {r.n_parity} validation windows (fp32)",
              f"validation {r.before.metric} over {r.before.n_windows} windows: fp32 {r.before.value:.4f}"]

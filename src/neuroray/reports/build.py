@@ -96,6 +96,7 @@ class _Parts:
     n_cells: int
 
     def intro(self) -> list[str]:
+        """The report's opening lines: the run, its cells and trials, and how the statistics read."""
         s, m = self.src, self.src.metric
         failed = int((s.trials["status"] == "ERROR").sum()) if "status" in s.trials else 0
         lines = [f"Monitored metric `{m}` ({s.mode}). Each (arm, seed) cell contributes its best trial by `{m}` "
@@ -111,9 +112,11 @@ class _Parts:
         return lines
 
     def trials_table(self) -> pd.DataFrame:
+        """Every trial's row as report.csv shows it (cells formatted once with ``fmt``)."""
         return _display(self.src.trials.drop(columns=["checkpoint", "error"], errors="ignore"))
 
     def markdown(self) -> str:
+        """report.md: the same sections and tables as the HTML page."""
         s = self.src
         md = [f"# {s.info['name']}: ablation report", "", "\n\n".join(self.intro()), "",
               markdown_table(_display(self.summary)), "",
@@ -127,6 +130,7 @@ class _Parts:
         return "\n".join(md)
 
     def html(self) -> str:
+        """report.html: one self-contained page (figures inlined as data URIs)."""
         body = [H.paragraph(line) for line in self.intro()]
         body += ["<h2>Monitored metric per arm</h2>", H.table(_display(self.summary), "summary", self.baseline),
                  "<h2>All metrics per arm</h2>", H.paragraph("Same numbers as report.csv."),

@@ -50,15 +50,18 @@ def _inline(text: str) -> str:
 
 
 def image(path: Path, alt: str) -> str:
+    """An ``<img>`` paragraph with the PNG at ``path`` inlined as a data URI."""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
 
 
 def paragraph(text: str, note: bool = False) -> str:
+    """``text`` (inline Markdown: code, bold) as an HTML paragraph; ``note`` styles it as a note."""
     return f'<p{" class=note" if note else ""}>{_inline(text)}</p>'
 
 
 def page(title: str, body: list[str]) -> str:
+    """A whole HTML document: ``title`` as heading, then the ``body`` fragments."""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>\n"
             f"<h1>{html.escape(title)}</h1>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -48,6 +48,7 @@ def learning_curves_png(curves: pd.DataFrame, metric: str, arms: list[str], path
 
 
 def importance_png(importances: dict[str, float], metric: str, path: Path) -> Path:
+    """A horizontal bar chart of parameter ``importances`` for ``metric`` at ``path``; returns ``path``."""
     names = list(importances)[::-1]  # most important on top
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.4))
     ax.barh(names, [importances[n] for n in names], color="#4c72b0")

@@ -33,14 +33,17 @@ class Source:
 
     @property
     def metric(self) -> str:
+        """The monitored metric named in run.json."""
         return str(self.info["metric"])
 
     @property
     def mode(self) -> str:
+        """``min`` or ``max``: which way the monitored metric is better."""
         return str(self.info["mode"])
 
     @property
     def arms(self) -> list[str]:
+        """The run's arms, in the experiment's order."""
         return [str(a) for a in self.info["arms"]]
 
 

@@ -20,6 +20,7 @@ def demo_file() -> Path:
 
 
 def demo(storage: Path = Path("runs"), smoke: bool = False, address: str | None = None) -> int:
+    """`neuroray demo`: run experiments/demo.yaml, print its summary, export the best trial; returns the exit code."""
     loaded = load(demo_file(), smoke=smoke)
     run_dir = storage / loaded.name
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo always starts clean

@@ -16,11 +16,13 @@ _NUMERIC = ("float", "double", "int", "uint", "bool", "halffloat")
 
 
 def tensor_columns(shard_set: ShardSet) -> list[str]:
+    """The shard set's numeric columns (the ones batches carry as tensors)."""
     return [name for name, desc in shard_set.manifest["columns"].items()
             if str(desc["dtype"]).startswith(_NUMERIC)]
 
 
 def split_bytes(shard_set: ShardSet, split: str) -> int:
+    """Bytes on disk of one split's Parquet files."""
     return sum(os.path.getsize(f) for f in shard_set.files(split))
 
 

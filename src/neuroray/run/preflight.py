@@ -33,6 +33,7 @@ PREPARED_BY = "prepared_by.json"  # beside the manifest of a set made from data.
 
 
 def prepared_by(prep: PrepareCommand) -> dict[str, object]:
+    """What ``prepared_by.json`` records for a volumes/spectrograms set: the command and its options."""
     return {"command": f"neuroray prepare {prep.kind}", "options": prep.model_dump(mode="json", exclude={"kind"})}
 
 

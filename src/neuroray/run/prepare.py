@@ -21,6 +21,8 @@ from neuroray.run import session
 
 @dataclass
 class PrepareResult:
+    """A finished EEG prepare: its manifest, recordings read now and taken from an interrupted run, seconds."""
+
     manifest: dict[str, Any]
     processed: int  # recordings read in this invocation (the rest came from an interrupted run)
     resumed: int
@@ -30,6 +32,7 @@ class PrepareResult:
 def prepare_eeg(bids: str | Path, out: str | Path, cfg: EEGPrepareConfig, *, resume: bool = False,
                 overwrite: bool = False, strict: bool = False, address: str | None = None,
                 subjects: list[str] | None = None, progress: bool = True) -> PrepareResult:
+    """Prepare the BIDS tree ``bids`` into the shard set ``out`` with recordings as Ray tasks; resumable."""
     start = time.time()
     out = Path(out).resolve()
     bids = Path(bids).resolve()  # Ray tasks read the files from other working directories
@@ -133,6 +136,7 @@ def _cancel(pending: dict[Any, Any]) -> None:
 
 
 def print_result(result: PrepareResult, out: str | Path) -> None:
+    """One summary line of a prepare (rows per split, skipped recordings, time) on stdout."""
     m = result.manifest
     rows = ", ".join(f"{s} {n}" for s, n in m["rows"].items())
     spec = m["spec"]

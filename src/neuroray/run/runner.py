@@ -28,6 +28,8 @@ from neuroray.search_spaces.schema import PrepareCommand, PrepareEEG, PrepareSpe
 
 @dataclass
 class RunSummary:
+    """A finished `neuroray run`: its shard set, run folder, trial and per-arm tables, and time taken."""
+
     name: str
     shard_set: ShardSet
     run_dir: Path
@@ -41,6 +43,7 @@ class RunSummary:
 
     @property
     def best(self) -> pd.Series | None:
+        """The best trial's row by the run's metric, or None when no trial has a value."""
         return report.best_trial(self.trials, self.metric, self.mode)
 
 
@@ -189,6 +192,7 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
 
 
 def print_summary(summary: RunSummary) -> None:
+    """The per-arm table and the best trial of a run, on stdout."""
     print(f"\n{summary.name}: {len(summary.trials)} trials in {summary.seconds:.0f} s; "
           f"metric {summary.metric} ({summary.mode})")
     print(report.markdown_table(summary.arms))

@@ -19,6 +19,7 @@ from neuroray.search_spaces.experiment import Cell
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler ``name`` (tpe, random, cmaes) seeded with ``seed``."""
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
@@ -27,6 +28,8 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 
 class MatrixSearcher(Searcher):
+    """Tune searcher over the matrix: every (arm, seed) cell gets ``num_samples`` trials from its own Optuna study."""
+
     def __init__(self, cells: list[Cell], space: dict[str, Param], num_samples: int,
                  metric: str, mode: str, sampler: str = "tpe", seed: int = 0,
                  objectives: list[tuple[str, str]] | None = None) -> None:
@@ -45,6 +48,7 @@ class MatrixSearcher(Searcher):
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any],
                               **spec: Any) -> bool:
+        """Take the metric and mode Tune sets; True (accepted)."""
         self._metric, self._mode = metric, mode
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         metrics: str | list[str] | None = metric
@@ -62,6 +66,7 @@ class MatrixSearcher(Searcher):
 
     @property
     def total(self) -> int:
+        """Trials this searcher will suggest in all: ``num_samples`` per cell."""
         return self.num_samples * len(self.cells)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]

@@ -33,6 +33,7 @@ DEFAULT_ENV = {
 
 
 def apply_default_env() -> None:
+    """Set neuroray's Ray environment defaults (those the user has not set)."""
     for key, value in DEFAULT_ENV.items():
         os.environ.setdefault(key, value)
 
@@ -43,6 +44,7 @@ def logical_cpus() -> int:
 
 
 def configure_data_context() -> None:
+    """Ray Data settings for training reads in this process (quiet logs, the context's limits)."""
     import ray.data
 
     # Per-execution INFO lines from Ray Data drown the trial table; warnings still show.
@@ -101,6 +103,8 @@ def check_reachable(address: str, timeout: float = JOIN_TIMEOUT_S) -> None:
 
 @dataclass(frozen=True)
 class Connection:
+    """How this process is connected to Ray: a description for the log, and whether it started Ray itself."""
+
     description: str
     embedded: bool  # this process started Ray (and holds back logical CPUs for Ray Data)
 
@@ -127,5 +131,6 @@ def start(address: str | None = None, num_cpus: int | None = None, num_gpus: int
 
 
 def stop() -> None:
+    """Shut down this process's Ray connection, if any."""
     if ray.is_initialized():
         ray.shutdown()

@@ -38,6 +38,7 @@ class StateBackup(tune.Callback):
         self.experiment = experiment
 
     def get_state(self) -> dict[str, Any] | None:
+        """Tune's callback-state hook: nothing to save (the backup is the file)."""
         try:
             fs, root = storage_mod.fs_and_path(self.experiment)
             newest = ray_compat.newest_experiment_state(root, fs)

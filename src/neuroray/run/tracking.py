@@ -36,6 +36,7 @@ class WandbRuns:
         self._runs: dict[str, Any] = {}
 
     def start(self, key: str, logdir: str, init_kwargs: dict[str, Any]) -> None:
+        """Open the W&B run of trial ``key`` (a restarted trial keeps its run)."""
         if key in self._runs:  # a restarted trial keeps its run
             return
         run = self._wandb.init(**{**init_kwargs, "reinit": "create_new"})
@@ -43,6 +44,7 @@ class WandbRuns:
         self._runs[key] = run
 
     def log(self, key: str, values: dict[str, Any], config_update: dict[str, Any]) -> None:
+        """Log ``values`` (and config updates) to trial ``key``'s run at its training iteration."""
         run = self._runs.get(key)
         if run is None:
             return
@@ -51,10 +53,12 @@ class WandbRuns:
         run.log(values, step=values.get(TRAINING_ITERATION))
 
     def finish(self, key: str, exit_code: int = 0) -> None:
+        """Finish trial ``key``'s run with ``exit_code``."""
         if (run := self._runs.pop(key, None)) is not None:
             run.finish(exit_code=exit_code)
 
     def finish_all(self, exit_code: int = 0) -> int:
+        """Finish every open run; returns how many there were."""
         keys = list(self._runs)
         for key in keys:
             self.finish(key, exit_code)
@@ -139,11 +143,13 @@ class ArmTaggedWandb(WandbLoggerCallback):
 
 
 def trial_label(config: dict[str, Any], trial_id: str) -> str:
+    """``<arm>-s<seed>-<trial id>``: a trial's name in logs and dashboards."""
     return f"{config.get('arm', 'trial')}-s{config.get('seed', 0)}-{trial_id}"
 
 
 def wandb_callback(experiment: str, run_dir: Path,
                    phase_chains: dict[str, list[str]] | None = None) -> WandbLoggerCallback | None:
+    """The W&B callback for this experiment (offline unless ``WANDB_MODE`` says otherwise), or None without wandb."""
     mode = os.environ.get("WANDB_MODE", "offline")
     if mode == "disabled":
         return None

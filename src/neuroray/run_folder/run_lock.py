@@ -66,6 +66,7 @@ class RunLock:
                    "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv[:4])[:200]}
 
     def acquire(self) -> RunLock:
+        """Take the lock (atomically; a stale holder's lock is taken over) or raise naming the live holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f"{LOCK_FILE}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.me))
@@ -90,6 +91,7 @@ class RunLock:
                 f"wait for it to end or write elsewhere with --storage. If that run is gone, delete {self.path}")
 
     def release(self) -> None:
+        """Remove the lock if this process holds it."""
         holder = _holder(self.path)
         if holder is not None and holder.get("pid") == os.getpid() and holder.get("host") == self.me["host"]:
             self.path.unlink(missing_ok=True)

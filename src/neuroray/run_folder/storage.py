@@ -59,6 +59,7 @@ def with_query(uri: str, like: str) -> str:
 
 
 def filesystem(uri: str, what: str = "--storage") -> tuple[pafs.FileSystem, str]:
+    """(pyarrow filesystem, path) of ``uri``; one error line naming ``what`` when pyarrow cannot open it."""
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OSError) as e:

@@ -16,6 +16,8 @@ ALLOWED = "uniform(low, high), loguniform(low, high), int(low, high[, step]), lo
 
 @dataclass(frozen=True)
 class Distribution:
+    """One search distribution: its kind and bounds/step, or its choices."""
+
     kind: str
     low: float | int | None = None
     high: float | int | None = None
@@ -23,6 +25,7 @@ class Distribution:
     choices: tuple[Any, ...] = ()
 
     def to_optuna(self) -> optuna.distributions.BaseDistribution:
+        """The same distribution as Optuna's."""
         if self.kind == "choice":
             return optuna.distributions.CategoricalDistribution(list(self.choices))
         if self.kind in ("int", "logint"):
@@ -89,6 +92,7 @@ class Param:
     when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
     def active(self, sampled: dict[str, Any]) -> bool:
+        """Whether this parameter is sampled, given the values ``sampled`` so far (its ``when`` conditions)."""
         return all(k in sampled and sampled[k] in allowed for k, allowed in self.when)
 
 

@@ -26,6 +26,7 @@ class _StrictLoader(yaml.SafeLoader):
     source = ""
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """Refuse YAML aliases (``*name``) with the line and column."""
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
             raise ConfigError(f"{self.source}:{mark.line + 1}:{mark.column + 1}: YAML aliases (*name) are not "
@@ -33,6 +34,7 @@ class _StrictLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Refuse a key repeated in one mapping, naming both lines."""
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
@@ -54,6 +56,7 @@ def _load_strict(text: str, source: str) -> Any:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The experiment file's mapping (safe loading; aliases and duplicate keys refused), or one error line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: experiment file not found")
@@ -114,6 +117,7 @@ def _dotted(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
 
 
 def validate(raw: dict[str, Any], source: str) -> Experiment:
+    """``raw`` as an ``Experiment``; a schema error becomes one line naming ``source`` and the key."""
     try:
         return Experiment.model_validate(raw)
     except ValidationError as exc:
@@ -183,6 +187,8 @@ def _apply_params(raw: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
 
 @dataclass(frozen=True)
 class Cell:
+    """One (arm, seed) of the matrix."""
+
     arm: str
     seed: int
 
@@ -198,20 +204,25 @@ class LoadedExperiment:
 
     @property
     def name(self) -> str:
+        """The experiment's name (its run folder)."""
         return self.model.name
 
     @property
     def arms(self) -> list[str]:
+        """The matrix's arm names, in file order."""
         return list(self.model.matrix.arm)
 
     def cells(self) -> list[Cell]:
+        """Every (arm, seed) cell, arms outer."""
         return [Cell(a, s) for a in self.model.matrix.arm for s in self.model.matrix.seed]
 
     def space(self) -> dict[str, distributions.Param]:
+        """The search space, parsed."""
         return distributions.parse_space(self.model.search.space)
 
     @property
     def baseline(self) -> str:
+        """The arm the others are compared with."""
         return self.model.matrix.baseline_arm
 
     def resolve(self, arm: str, seed: int, params: dict[str, Any] | None = None) -> Experiment:

@@ -20,6 +20,8 @@ from neuroray.datasets.volumes.options import VolumePrepareOptions
 
 
 class Strict(BaseModel):
+    """Base of every schema model: unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -74,6 +76,8 @@ PrepareCommand = PrepareVolumes | PrepareSpectrograms
 
 
 class Data(Strict):
+    """``data``: the shard set, how to prepare it when missing, how to verify and cache it."""
+
     shards: str
     prepare: SyntheticEEG | PrepareEEG | PrepareVolumes | PrepareSpectrograms | None = Field(
         None, discriminator="kind")
@@ -89,6 +93,8 @@ class Aux(Strict):
 
 
 class Phase(Strict):
+    """One training phase: trainable, target, epochs, batch size, hparams, and the phase it starts ``from``."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
     trainable: str
     epochs: int = Field(ge=1)
@@ -115,6 +121,8 @@ class Phase(Strict):
 
 
 class Matrix(Strict):
+    """``matrix``: named arms (overrides of the base file) × seeds, and the baseline arm."""
+
     arm: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": dict[str, Any]()})
     seed: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
     baseline: str | None = None  # the arm every other arm is compared against (default: the first)
@@ -127,6 +135,7 @@ class Matrix(Strict):
 
     @property
     def baseline_arm(self) -> str:
+        """The baseline arm: the one named, else the first."""
         return self.baseline or next(iter(self.arm))
 
     @field_validator("arm")
@@ -153,17 +162,23 @@ class Search(Strict):
 
 
 class Scheduler(Strict):
+    """``scheduler``: FIFO, ASHA or median stopping, and its settings."""
+
     type: Literal["asha", "median", "none"] = "none"
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(2.0, gt=1)
 
 
 class Metric(Strict):
+    """A monitored metric and whether lower or higher is better."""
+
     name: str
     mode: Literal["min", "max"]
 
 
 class Resources(Strict):
+    """``resources``: workers, CPUs/GPUs per worker, engine, concurrency."""
+
     workers: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)
@@ -197,6 +212,8 @@ class Smoke(Strict):
 
 
 class Experiment(Strict):
+    """A whole experiment file."""
+
     # one safe path component: it names the run folder (never '.', '..', a hidden name or a path)
     name: str = Field(max_length=120)
     description: str = ""
@@ -233,4 +250,5 @@ class Experiment(Strict):
 
 
 def allowed_keys(model: type[BaseModel]) -> list[str]:
+    """The keys ``model`` accepts, as written in a file (aliases such as ``from``)."""
     return [f.alias or name for name, f in model.model_fields.items()]

@@ -92,6 +92,7 @@ _REGISTRY: dict[str, type[Task]] = {}
 
 
 def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: add a Task to the registry under its ``name`` (refuses an empty/taken name, a bad ``mode``)."""
     if not cls.name or cls.name in _REGISTRY:
         raise ValueError(f"trainable name {cls.name!r} is empty or already registered")
     if cls.mode not in ("min", "max"):
@@ -114,11 +115,13 @@ def _load_builtin() -> None:
 
 
 def available() -> list[str]:
+    """Sorted names of every registered trainable (the built-in task modules imported first)."""
     _load_builtin()
     return sorted(_REGISTRY)
 
 
 def get(name: str) -> type[Task]:
+    """The Task class registered as ``name``; ConfigError listing the available ones otherwise."""
     _load_builtin()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown trainable {name!r}; available: {', '.join(sorted(_REGISTRY))}")
@@ -141,6 +144,7 @@ def _type_ok(value: Any, annotation: Any) -> bool:
 
 
 def describe_type(annotation: Any) -> str:
+    """A type annotation for error messages: ``one of …`` for a Literal, else the type's name."""
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
     return getattr(annotation, "__name__", str(annotation))
@@ -208,6 +212,7 @@ def validate_hparams(name: str, values: Mapping[str, Any], where: str = "hparams
 
 
 def build(name: str, spec: Spec, hparams: Mapping[str, Any] | None = None, target: str | None = None) -> Task:
+    """A new ``name`` task for ``spec`` with ``hparams`` and ``target``; ConfigError if its modality differs."""
     cls = get(name)
     if spec.modality != cls.modality:
         raise ConfigError(f"trainable {name!r} takes {cls.modality!r} data; the shard set is {spec.modality!r}")

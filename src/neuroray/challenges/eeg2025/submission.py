@@ -123,12 +123,15 @@ class Submission:
 
 
 def submission_source(c1: str, c2: str) -> str:
+    """The text of the zip's ``submission.py``: header naming ``c1``/``c2``, neuroray's encoder source, the loader."""
     encoders = "\n\n".join(inspect.getsource(cls) for cls in (eeg_encoders.ShallowEncoder, eeg_encoders.ConvEncoder))
     return HEADER.format(version=__version__, c1=c1, c2=c2) + encoders + BODY
 
 
 @dataclass(frozen=True)
 class PackagedModel:
+    """One challenge's trained regressor ready to package: source run/trial, module, shard set, JSON config, state."""
+
     challenge: int
     run_dir: Path
     trial_id: str
@@ -200,6 +203,9 @@ def import_submission(path: Path) -> ModuleType:
 
 @dataclass(frozen=True)
 class SubmissionReport:
+    """What ``build_submission`` wrote: the zip, its models and, per challenge, the self-check's max relative |Δ|,
+    validation NRMSE and window count."""
+
     out: Path
     models: list[PackagedModel]
     max_rel_diff: dict[int, float]
@@ -265,6 +271,7 @@ def build_submission(c1: str, c2: str, out: Path) -> SubmissionReport:
 
 
 def format_submission(r: SubmissionReport) -> str:
+    """Human-readable summary of ``r``: the zip's files, then one line per challenge with its source and self-check."""
     lines = [f"EEG2025 submission → {r.out} (submission.py, weights_challenge_1.pt, weights_challenge_2.pt, "
              "model_challenge_1.json, model_challenge_2.json)"]
     for m in r.models:

@@ -21,6 +21,8 @@ PARTICIPANT_COLUMNS = ("externalizing", "p_factor", "attention", "internalizing"
 
 @dataclass(frozen=True)
 class Recording:
+    """One BIDS EEG recording: its data file, subject/task/session/run entities and events/channels sidecars if any."""
+
     path: Path
     subject: str
     task: str

@@ -57,6 +57,8 @@ TARGET_COLUMN = {"challenge1": "rt", "challenge2": "externalizing", "pretrain": 
 
 @dataclass(frozen=True)
 class EEGPrepareConfig:
+    """Settings of one EEG prepare: target, preprocessing steps, windowing, tasks, split seed/fractions, file size."""
+
     target: str
     steps: tuple[Step, ...]
     windowing: Windowing
@@ -72,6 +74,7 @@ class EEGPrepareConfig:
         check_steps(self.steps)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready plain data (steps as dicts)."""
         d = asdict(self)
         d["steps"] = [dict(s) for s in self.steps]
         return d
@@ -186,15 +189,19 @@ class WorkDir:
 
     @classmethod
     def for_output(cls, out: Path, cfg: EEGPrepareConfig) -> WorkDir:
+        """The work folder beside ``out`` (``.<out>.work``), keyed by ``cfg``'s digest."""
         return cls(out.parent / f".{out.name}.work", cfg.digest())
 
     def exists(self) -> bool:
+        """Whether the work folder has been started (holds ``config.json``)."""
         return (self.root / "config.json").is_file()
 
     def matches(self) -> bool:
+        """Whether the folder's ``config.json`` was written for this digest (so its results can be resumed)."""
         return json.loads((self.root / "config.json").read_text()).get("digest") == self.digest
 
     def start(self, cfg: EEGPrepareConfig, fresh: bool) -> None:
+        """Create the folder (emptied first when ``fresh``), drop stale temp files and write ``config.json``."""
         if fresh:
             shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -204,10 +211,12 @@ class WorkDir:
         atomic_write(self.root / "config.json", lambda p: p.write_text(cfg_json))
 
     def load_done(self) -> dict[str, dict[str, Any]]:
+        """Read every finished recording's ``<key>.json`` marker into ``done`` (key → info) and return it."""
         self.done = {p.stem: json.loads(p.read_text()) for p in sorted(self.root.glob("sub-*.json"))}
         return self.done
 
     def remove(self) -> None:
+        """Delete the work folder and everything in it."""
         shutil.rmtree(self.root, ignore_errors=True)
 
     def forget_failures(self) -> None:
@@ -349,6 +358,7 @@ class _SplitBuffer:
     rows: int = 0
 
     def add(self, table: pa.Table, mean: np.ndarray, std: np.ndarray) -> None:
+        """Z-score ``table``'s windows with ``mean``/``std`` and buffer them; flush at ``rows_per_file`` rows."""
         x = (tensor_column_to_numpy(table.column("x")) - mean[None, :, None]) / std[None, :, None]
         self.tables.append(table.drop_columns(["x"]).append_column("x", tensor_array(x.astype(np.float32))))
         self.rows += len(table)
@@ -356,6 +366,7 @@ class _SplitBuffer:
             self.flush()
 
     def flush(self) -> None:
+        """Write the buffered rows as one file of the split and empty the buffer (nothing when empty)."""
         if not self.tables:
             return
         table = pa.concat_tables(self.tables, promote_options="permissive")

@@ -37,6 +37,8 @@ def standard_names() -> dict[str, str]:
 
 
 def standard_montage(system: str) -> mne.channels.DigMontage:
+    """MNE's standard ``system`` montage (e.g. ``1005``): ``colin27_<system>`` where MNE has it, else
+    ``standard_<system>``."""
     # MNE 1.13 renamed standard_10xx to colin27_10xx; older MNE only has the former.
     builtin = mne.channels.get_builtin_montages()
     name = f"colin27_{system}" if f"colin27_{system}" in builtin else f"standard_{system}"

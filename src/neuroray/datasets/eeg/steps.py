@@ -135,6 +135,7 @@ def check_steps(steps: Sequence[Step]) -> None:
 
 
 def apply_steps(raw: mne.io.BaseRaw, steps: Sequence[Step]) -> mne.io.BaseRaw:
+    """Apply ``steps`` to ``raw`` in order and return the result."""
     for step in steps:
         params = {k: v for k, v in step.items() if k != "step"}
         raw = STEPS[step["step"]](raw, **params)

@@ -36,10 +36,12 @@ UV = 1e-6
 
 
 def sidecars() -> Path:
+    """The packaged folder of real HBN R1 sidecars (``participants.tsv``, ``events/``)."""
     return Path(str(resources.files("neuroray.datasets.eeg") / "hbn_r1"))
 
 
 def available_subjects() -> list[str]:
+    """Sorted subject ids (without ``sub-``) that have run-1 events among the packaged sidecars."""
     names = sorted(p.name.split("_")[0] for p in (sidecars() / "events").glob("sub-*_run-1_events.tsv"))
     return [n.removeprefix("sub-") for n in names]
 

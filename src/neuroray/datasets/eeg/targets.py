@@ -23,11 +23,14 @@ MOVIE_TASKS = ("DespicableMe", "FunwithFractals", "ThePresent", "DiaryOfAWimpyKi
 
 @dataclass(frozen=True)
 class Windowing:
+    """Window length plus a stride (continuous windows) or a shift after each event (event-locked), in seconds."""
+
     window_s: float
     stride_s: float | None = None  # continuous windows (challenge 2, pretrain)
     shift_s: float = 0.0  # event-locked windows start this long after the event (challenge 1)
 
     def n_times(self, sfreq: float) -> int:
+        """Samples per window at ``sfreq`` Hz (rounded)."""
         return int(round(self.window_s * sfreq))
 
 
@@ -86,6 +89,7 @@ def challenge1_windows(raw: mne.io.BaseRaw, events: pd.DataFrame, win: Windowing
 
 
 def continuous_windows(raw: mne.io.BaseRaw, win: Windowing) -> tuple[np.ndarray, np.ndarray]:
+    """Windows every ``stride_s`` (default: back to back) over the whole recording → (windows, start samples)."""
     sfreq = raw.info["sfreq"]
     n_times = win.n_times(sfreq)
     stride = int(round((win.stride_s or win.window_s) * sfreq))

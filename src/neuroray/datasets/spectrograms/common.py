@@ -19,6 +19,7 @@ class InputError(NeurorayError):
 
 
 def input_files(folder: str | Path, suffixes: tuple[str, ...], flag: str) -> list[Path]:
+    """The files directly in ``folder`` with one of ``suffixes``, sorted; errors name ``flag`` if none or no folder."""
     root = Path(folder)
     if not root.is_dir():
         raise NeurorayError(f"{flag} {root}: not a folder")
@@ -45,10 +46,12 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 
 def source(path: Path) -> dict[str, str]:
+    """A manifest source entry for ``path``: its path and sha256."""
     return {"path": str(path), "sha256": sha256_file(path)}
 
 
 def majority(values: list[Any]) -> Any:
+    """The most common of ``values`` (the first seen among ties)."""
     return Counter(values).most_common(1)[0][0]
 
 

@@ -35,6 +35,8 @@ from neuroray.errors import NeurorayError
 
 @dataclass(frozen=True)
 class IQConfig:
+    """IQ feature settings: STFT ``nperseg``/``noverlap``, mel bins and range, optional MFCC count, split seed."""
+
     nperseg: int = 128
     noverlap: int | None = None
     n_mels: int = 32
@@ -52,6 +54,8 @@ class IQConfig:
 
 @dataclass
 class Recording:
+    """One IQ emission as read: complex samples (receivers × samples), rate, source position and split session."""
+
     path: Path
     session: str
     iq: np.ndarray  # (n_receivers, n_samples) complex
@@ -60,6 +64,7 @@ class Recording:
 
 
 def read_recording(path: Path) -> Recording:
+    """One ``<recording>.npz`` → a Recording; InputError naming the file for missing or invalid arrays."""
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = {k: z[k] for k in z.files}
@@ -98,6 +103,8 @@ def iq_features(iq: np.ndarray, sfreq: float, cfg: IQConfig, what: str = "iq") -
 
 
 def prepare_iq(folder: str | Path, out: str | Path, cfg: IQConfig, overwrite: bool = False) -> dict[str, Any]:
+    """``--iq`` folder → shard set at ``out`` of per-receiver log-mel/MFCC features with ``pos_x``/``pos_y``, split by
+    session; unreadable recordings and those off the majority rate/shape are skipped."""
     out = Path(out)
     check_out(out, overwrite)
     skipped: list[dict[str, str]] = []

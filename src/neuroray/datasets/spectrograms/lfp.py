@@ -54,6 +54,8 @@ SPLIT_BY = ("animal", "session")
 
 @dataclass(frozen=True)
 class LFPConfig:
+    """LFP settings: trials per sequence and stride, STFT, frequency crop, baseline mode, split key and seed."""
+
     n_trials: int = 8
     stride: int | None = None
     nperseg: int = 256
@@ -79,6 +81,8 @@ class LFPConfig:
 
 @dataclass
 class Session:
+    """One recording session as read: its trials (n_trials × n_samples), rate, label, animal and input files."""
+
     path: Path
     session: str
     animal: str
@@ -153,6 +157,8 @@ def sequences(n: int, n_trials: int, stride: int) -> list[int]:
 
 
 def prepare_lfp(folder: str | Path, out: str | Path, cfg: LFPConfig, overwrite: bool = False) -> dict[str, Any]:
+    """``--lfp`` folder → shard set at ``out`` of baseline-normalized spectrogram sequences, split by animal or
+    session; unusable sessions are skipped."""
     out = Path(out)
     check_out(out, overwrite)
     from neuroray.datasets.spectrograms.lfp_parquet import read_parquet_sessions

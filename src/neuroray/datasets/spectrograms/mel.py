@@ -14,10 +14,12 @@ from neuroray.errors import NeurorayError
 
 
 def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
+    """Hz → HTK mel: ``2595 · log10(1 + f / 700)``."""
     return np.asarray(2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0))
 
 
 def mel_to_hz(m: np.ndarray | float) -> np.ndarray:
+    """HTK mel → Hz (the inverse of :func:`hz_to_mel`)."""
     return np.asarray(700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0))
 
 

@@ -43,6 +43,7 @@ def _fresh(folder: str | Path, overwrite: bool) -> Path:
 def write_synthetic_lfp(folder: str | Path, n_animals: int = 12, sessions_per_animal: int = 1,
                         trials_per_session: int = 24, sfreq: float = 500.0, trial_s: float = 2.0,
                         gamma_gain: float = 1.5, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
+    """Write planted-signal LFP sessions (``.npz``; knock-outs carry raised gamma) into ``folder``; returns counts."""
     rng = np.random.default_rng(seed)
     root = _fresh(folder, overwrite)
     n = int(round(trial_s * sfreq))
@@ -63,6 +64,7 @@ def write_synthetic_lfp(folder: str | Path, n_animals: int = 12, sessions_per_an
 
 def write_synthetic_iq(folder: str | Path, n_recordings: int = 60, sfreq: float = 8000.0, n_samples: int = 2048,
                        delay_per_unit: float = 600.0, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
+    """Write ``n_recordings`` planted-signal IQ ``.npz`` files (4 corner receivers) into ``folder``; returns counts."""
     rng = np.random.default_rng(seed)
     root = _fresh(folder, overwrite)
     burst_len, start = 512, 128

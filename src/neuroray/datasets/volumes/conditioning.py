@@ -51,6 +51,7 @@ def journal_vocabulary(train_journals: Sequence[str], min_count: int) -> list[st
 
 
 def encode_journals(journals: Sequence[str], vocabulary: list[str]) -> np.ndarray:
+    """Journal names → int32 codes: the index in ``vocabulary``, 0 (``other``) for a journal not in it."""
     code = {j: i for i, j in enumerate(vocabulary) if i > 0}
     return np.array([code.get(j, 0) for j in journals], dtype=np.int32)
 
@@ -60,18 +61,22 @@ def encode_journals(journals: Sequence[str], vocabulary: list[str]) -> np.ndarra
 
 @dataclass(frozen=True)
 class Terms:
+    """Term/topic weights from ``--terms``: weights per study id, column → label, the file kind and its files."""
+
     weights: pd.DataFrame  # index: study id (str); columns: term_<name>, float32
     labels: dict[str, str]  # column → the file's label
     kind: str  # "neurosynth-npz" | "tsv"
     files: tuple[Path, ...]
 
     def info(self, ids: Sequence[str]) -> dict[str, Any]:
+        """Manifest entry: kind, columns, how many of ``ids`` have no weights, and the source files with sha256."""
         missing = int((~pd.Index(ids).isin(self.weights.index)).sum())
         return {"kind": self.kind, "columns": self.labels, "studies_without_weights": missing,
                 "sources": [{"path": str(p.resolve()), "sha256": sha256_file(p)} for p in self.files]}
 
 
 def term_column(label: str) -> str:
+    """Column name for a term label: ``term_`` + the label lower-cased, other character runs as ``_``."""
     return TERM_PREFIX + (re.sub(r"[^0-9a-z]+", "_", label.lower()).strip("_") or "_")
 
 
@@ -174,6 +179,7 @@ def read_terms(path: str | Path, ids: Sequence[str], metadata: Path | None = Non
 
 
 def join_terms(columns: pd.DataFrame, terms: Terms) -> pd.DataFrame:
+    """``columns`` with the term weight columns appended, matched on ``study_id`` (NaN without weights)."""
     weights = terms.weights.reindex(columns["study_id"].astype(str).to_numpy())
     return pd.concat([columns.reset_index(drop=True), weights.reset_index(drop=True)], axis=1)
 

@@ -21,6 +21,8 @@ _CORNER = np.array([90.0, -126.0, -72.0])  # MNI mm of voxel (0, 0, 0) in FSL's 
 
 @dataclass(frozen=True)
 class Grid:
+    """A voxel grid: shape, voxel → MNI mm affine and voxel size."""
+
     shape: tuple[int, int, int]
     affine: np.ndarray
     voxel_mm: float
@@ -30,12 +32,15 @@ class Grid:
         return nib.affines.apply_affine(np.linalg.inv(self.affine), np.asarray(xyz, dtype=np.float64))
 
     def nearest_voxel(self, xyz: np.ndarray) -> np.ndarray:
+        """(N, 3) mm → (N, 3) integer indices of the nearest voxel (possibly off the grid)."""
         return np.rint(self.mm_to_voxel(xyz)).astype(np.int64)
 
     def inside(self, ijk: np.ndarray) -> np.ndarray:
+        """(N,) bool: which of the (N, 3) voxel indices ``ijk`` lie on the grid."""
         return np.all((ijk >= 0) & (ijk < np.array(self.shape)), axis=1)
 
     def header_like(self) -> dict[str, object]:
+        """Manifest form: shape, voxel size and affine as lists."""
         return {"shape": list(self.shape), "voxel_mm": self.voxel_mm, "affine": self.affine.tolist()}
 
 

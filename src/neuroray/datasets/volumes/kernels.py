@@ -24,6 +24,7 @@ FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
 
 def check_kernel(kernel: str, fwhm_mm: float, radius_mm: float) -> None:
+    """Refuse an unknown ``kernel`` or a non-positive FWHM/radius (NeurorayError naming the flag)."""
     if kernel not in KERNELS:
         raise NeurorayError(f"--kernel {kernel!r}; allowed: {', '.join(KERNELS)}")
     if fwhm_mm <= 0 or radius_mm <= 0:

@@ -42,6 +42,8 @@ def tal2mni(xyz: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class NeurosynthFiles:
+    """The coordinates and metadata tables of one Neurosynth release folder."""
+
     coordinates: Path
     metadata: Path
 

@@ -27,6 +27,7 @@ class NiftiSkip(Exception):
 
 
 def to_nifti(volume: np.ndarray, grid: Grid) -> nib.Nifti1Image:
+    """``volume`` as a float32 NIfTI image on ``grid`` (mm units, no intensity scaling)."""
     data = np.asarray(volume, dtype=np.float32).reshape(grid.shape)
     img = nib.Nifti1Image(data, grid.affine)
     img.header.set_data_dtype(np.float32)
@@ -51,6 +52,7 @@ def save_nifti(volume: np.ndarray, grid: Grid, path: str | Path) -> Path:
 
 
 def on_grid(img: nib.spatialimages.SpatialImage, data: np.ndarray, grid: Grid) -> bool:
+    """Whether ``img``'s data already lie on ``grid`` (same shape, affine within 1e-3)."""
     return tuple(data.shape) == grid.shape and np.allclose(img.affine, grid.affine, atol=1e-3)
 
 
@@ -107,6 +109,7 @@ def read_nifti(path: Path) -> tuple[nib.spatialimages.SpatialImage, np.ndarray]:
 
 
 def find_nifti(folder: str | Path) -> list[Path]:
+    """Every *.nii / *.nii.gz under ``folder`` (recursively), sorted; NeurorayError if none or not a folder."""
     root = Path(folder)
     if not root.is_dir():
         raise NeurorayError(f"--nifti {root}: not a folder; expected a folder of *.nii / *.nii.gz maps")
@@ -117,6 +120,7 @@ def find_nifti(folder: str | Path) -> list[Path]:
 
 
 def nifti_key(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` without its .nii/.nii.gz suffix: the map's study id."""
     rel = str(path.relative_to(root))
     for suffix in (".nii.gz", ".nii"):
         if rel.endswith(suffix):

@@ -42,6 +42,8 @@ MASKS = ("none", "brain", "ellipsoid")
 
 @dataclass(frozen=True)
 class VolumePrepareConfig:
+    """Volume prepare settings: grid, kernel, mask, unknown-space policy, subset, split, resampling, conditioning."""
+
     voxel_mm: float = 2.0
     kernel: str = "gaussian"
     fwhm_mm: float = 10.0
@@ -73,19 +75,23 @@ class VolumePrepareConfig:
 
     @property
     def grid(self) -> Grid:
+        """The MNI152 grid at ``voxel_mm``."""
         return mni152(self.voxel_mm)
 
     def mask_array(self) -> np.ndarray | None:
+        """The (X, Y, Z) bool mask chosen by ``mask``; None for ``none``."""
         if self.mask == "brain":
             return brain_mask(self.grid)
         return ellipsoid_mask(self.grid) if self.mask == "ellipsoid" else None
 
     def mask_steps(self) -> list[dict[str, Any]]:
+        """The manifest's preprocessing entry for the mask (empty for ``none``)."""
         if self.mask == "brain":
             return [{"step": "mask", "kind": "brain", "template": BRAIN_MASK_SOURCE, "resample": "nearest"}]
         return [{"step": "mask", "kind": "ellipsoid"}] if self.mask == "ellipsoid" else []
 
     def kernel_step(self) -> dict[str, Any]:
+        """The manifest's preprocessing entry for the kernel and its parameters."""
         if self.kernel == "gaussian":
             return {"step": "kernel", "kind": "gaussian", "fwhm_mm": self.fwhm_mm, "truncate_sigma": 3.0,
                     "combine": "max"}
@@ -289,6 +295,7 @@ def prepare_peaks(out: Path, cfg: VolumePrepareConfig, peaks: pd.DataFrame, stud
 
 def prepare_neurosynth(folder: str | Path, out: str | Path, cfg: VolumePrepareConfig,
                        overwrite: bool = False) -> dict[str, Any]:
+    """A Neurosynth v7 folder (coordinates + metadata) → kernel-rendered study volumes as a shard set at ``out``."""
     files = find_files(folder)
     peaks, studies, counts = read_neurosynth(files, unknown=cfg.unknown)
     steps: list[dict[str, Any]] = [

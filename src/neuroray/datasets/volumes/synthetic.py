@@ -46,12 +46,14 @@ def synthetic_studies(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame
 
 
 def synthetic_step(n: int, seed: int) -> dict[str, Any]:
+    """The manifest's preprocessing entry for a synthetic set of ``n`` studies and its planted signal."""
     return {"step": "synthetic", "n": n, "seed": seed,
             "planted": "first peak at x = -50 + 100*(year-2000)/17 mm, y=-20, z=20 (jitter sd 2 mm, clip 3 mm)"}
 
 
 def write_synthetic_volumes(out: str | Path, n: int, cfg: VolumePrepareConfig,
                             overwrite: bool = False) -> dict[str, Any]:
+    """``n`` planted-signal studies (:func:`synthetic_studies`) rendered and written as a shard set at ``out``."""
     peaks, studies = synthetic_studies(n, seed=cfg.seed)
     return prepare_peaks(Path(out), cfg, peaks, studies, "synthetic", [synthetic_step(n, cfg.seed)], [],
                          {"source": "synthetic"}, overwrite)

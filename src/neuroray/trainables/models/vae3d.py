@@ -14,12 +14,15 @@ __all__ = ["GradReverse", "FiLM", "ResBlock3d", "Encoder3d", "Decoder3d"]
 
 
 class GradReverse(torch.autograd.Function):
+    """Gradient reversal: identity forward, negated gradient backward."""
+
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        """The incoming gradient, negated."""
         return -grad
 
 
@@ -62,6 +65,8 @@ class ResBlock3d(nn.Module):
 
 
 class Encoder3d(nn.Module):
+    """(B, 1, X, Y, Z) volume (+ conditioning) → latent mean and log-variance (clamped to ±10), each (B, latent_dim)."""
+
     def __init__(self, channels: list[int], n_cond: int, bottleneck: tuple[int, int, int], latent_dim: int) -> None:
         super().__init__()
         self.stem = nn.Conv3d(1, channels[0], 3, padding=1)
@@ -80,6 +85,8 @@ class Encoder3d(nn.Module):
 
 
 class Decoder3d(nn.Module):
+    """(B, latent_dim) latent (+ conditioning) → (B, 1, X, Y, Z) volume on the padded grid."""
+
     def __init__(self, channels: list[int], n_cond: int, bottleneck: tuple[int, int, int], latent_dim: int) -> None:
         super().__init__()
         self.bottleneck = bottleneck

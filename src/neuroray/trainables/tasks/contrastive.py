@@ -23,6 +23,8 @@ from neuroray.trainables.tasks.eeg import EEGEncoderHparams, EEGTask
 
 @dataclass
 class ContrastiveHparams(EEGEncoderHparams):
+    """Contrastive hparams: projection width, initial temperature, augmentation (noise, channel dropout, shift)."""
+
     proj_dim: PositiveInt = 32
     temperature: PositiveFloat = 0.1  # initial value; learned
     noise: NonNegativeFloat = 0.1
@@ -54,6 +56,7 @@ class EEGContrastive(EEGTask):
         return nn.functional.normalize(self.projection(self.encoder(x)), dim=1)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """A random view of ``x``: a time roll of up to ``max_shift_s`` (one for the batch), channel dropout, noise."""
         shift = int(self.hp.max_shift_s * self.spec.sfreq)  # type: ignore[union-attr]
         if shift:
             x = torch.roll(x, int(torch.randint(-shift, shift + 1, (1,))), dims=-1)

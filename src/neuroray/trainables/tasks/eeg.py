@@ -59,6 +59,7 @@ class EEGTask(Task):
         self.aux_head = nn.Linear(self.hp.n_filters, 1) if self.hp.aux_target else None
 
     def aux_loss(self, features: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Weighted masked MSE of the auxiliary head on ``aux_target``; zero (with a graph) without an aux head."""
         if self.aux_head is None:
             return features.sum() * 0.0
         if self.hp.aux_target not in batch:
@@ -67,6 +68,7 @@ class EEGTask(Task):
         return self.hp.aux_weight * masked_mse(self.aux_head(features).squeeze(-1), batch[self.hp.aux_target].float())
 
     def encoder_frozen(self) -> bool:
+        """Whether the encoder is still frozen this epoch (before ``freeze_epochs``)."""
         return self.current_epoch < self.hp.freeze_epochs
 
     def on_train_epoch_start(self) -> None:
@@ -79,6 +81,7 @@ class EEGTask(Task):
 
 @dataclass
 class EEGRegressorHparams(EEGEncoderHparams):
+    """Hyper-parameters of ``eeg_regressor``: the shared encoder ones."""
     pass
 
 
@@ -107,6 +110,7 @@ class EEGRegressor(EEGTask):
         self.register_buffer("target_std", torch.tensor(1.0))
 
     def set_target_stats(self, mean: float, std: float) -> None:
+        """Store the train-split target mean/std the output is de-standardized with (std <= 0 → 1)."""
         self.target_mean.fill_(float(mean))
         self.target_std.fill_(float(std) if std > 0 else 1.0)
 
@@ -141,6 +145,8 @@ class EEGRegressor(EEGTask):
 
 @dataclass
 class EEGClassifierHparams(EEGEncoderHparams):
+    """Hyper-parameters of ``eeg_classifier``: the encoder ones plus class count and label smoothing."""
+
     n_classes: ClassCount = 2
     label_smoothing: Fraction = 0.0
 

@@ -22,6 +22,7 @@ from neuroray.trainables.models.localizer import ConvLocalizer
 
 
 def parse_target_columns(text: str) -> tuple[str, str]:
+    """``"pos_x,pos_y"`` → the two column names; ConfigError unless exactly two non-empty names."""
     names = tuple(c.strip() for c in text.split(","))
     if len(names) != 2 or not all(names):
         raise ConfigError(f"hparams.target_columns: {text!r} must name two columns, e.g. 'pos_x,pos_y'")

@@ -22,6 +22,8 @@ from neuroray.trainables.tasks.eeg import EEGEncoderHparams, EEGTask
 
 @dataclass
 class MaskedPretrainHparams(EEGEncoderHparams):
+    """Masked pretraining hparams: share of patches hidden, patch size in channels and seconds."""
+
     mask_ratio: OpenFraction = 0.5
     patch_chans: PositiveInt = 4  # channels per patch
     patch_s: PositiveFloat = 0.25  # seconds per patch

@@ -21,6 +21,8 @@ from neuroray.trainables.trial_subset import subset_spec
 
 @dataclass
 class SpectrogramCNNHparams(TaskHparams):
+    """Spectrogram CNN hparams: classes, width, dropout, label smoothing, how many leading trials to read."""
+
     n_classes: ClassCount = 2
     width: PositiveInt = 32
     dropout: Fraction = 0.2

@@ -76,6 +76,7 @@ class TemporalViTHparams(TaskHparams):
     augment: bool = False  # train-time trial-order shuffle + time masking
 
     def check(self) -> None:
+        """Refuse an ``embed_dim`` that ``n_heads`` does not divide."""
         if self.embed_dim % self.n_heads:
             raise ValueError(f"embed_dim: {self.embed_dim} is not divisible by n_heads={self.n_heads}; choose an "
                              "embed_dim that is a multiple of n_heads")
@@ -112,6 +113,7 @@ class TemporalViTClassifier(ClassifierSteps):
         return loss, logits, y
 
     def train_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """With ``augment``: the batch with its first ``n_trials`` trials shuffled and time-masked; else as is."""
         if self.hp.augment:
             return {**batch, "x": augment_sequences(batch["x"].float()[:, : self.n_trials])}
         return batch

@@ -135,6 +135,7 @@ class VAE3D(Task):
         self.val_ssim = MeanMetric()
 
     def example_input(self, batch_size: int = 2) -> torch.Tensor:
+        """A zero input (batch_size, 1, X, Y, Z) for export and smoke tests."""
         # VolumeSpec.shape is the grid only; samples carry a leading channel axis.
         return torch.zeros(batch_size, 1, *self.spec.shape)
 
@@ -149,9 +150,11 @@ class VAE3D(Task):
         return x[:, :, :sx, :sy, :sz]
 
     def encode(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (padded to the network's grid) and ``cond`` (zeros if needed but omitted) → latent mean, log-var."""
         return self.encoder(self._pad(x), self._cond_or_zeros(cond, x))
 
     def decode(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Latent ``z`` and ``cond`` (zeros if needed but omitted) → volume cropped back to the spec's grid."""
         return self._crop(self.decoder(z, self._cond_or_zeros(cond, z)))
 
     def _cond_or_zeros(self, cond: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
@@ -177,6 +180,7 @@ class VAE3D(Task):
         return torch.nan_to_num(cols, nan=0.0)
 
     def current_beta(self, batch_idx: int = 0) -> float:
+        """The KL weight now: the controller's β, else the schedule's at the current (fractional) epoch."""
         if self.controller is not None:
             return float(self.controller.beta)
         trainer = getattr(self, "_trainer", None)  # absent when stepped by hand (tests, notebooks)

@@ -66,3 +66,28 @@ def test_modules_stay_small() -> None:
     for py in SRC.rglob("*.py"):
         n = len(py.read_text().splitlines())
         assert n <= MAX_LINES, f"{py.relative_to(SRC)}: {n} lines (at most {MAX_LINES})"
+
+
+# Framework hooks whose meaning Lightning / Tune / torch / Optuna document; a docstring there would repeat it.
+HOOKS = {"forward", "training_step", "validation_step", "test_step", "on_validation_epoch_end",
+         "on_test_epoch_end", "configure_optimizers", "on_train_epoch_start", "on_train_epoch_end", "update",
+         "compute", "setup", "on_trial_result", "on_trial_complete", "suggest", "save", "restore", "on_train_start",
+         "on_validation_epoch_start", "log_trial_start", "log_trial_result", "log_trial_end", "on_experiment_end",
+         "on_trial_error", "on_step_end", "on_trial_save", "on_train_batch_end"}
+
+
+def test_public_functions_and_classes_say_what_they_do() -> None:
+    missing: list[str] = []
+
+    def visit(node: ast.AST, where: str, in_class: bool) -> None:
+        for n in ast.iter_child_nodes(node):
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                hook = in_class and n.name in HOOKS
+                if not n.name.startswith("_") and not hook and not ast.get_docstring(n):
+                    missing.append(f"{where}:{n.lineno} {n.name}")
+                if isinstance(n, ast.ClassDef):
+                    visit(n, where, True)
+
+    for py in SRC.rglob("*.py"):
+        visit(ast.parse(py.read_text()), str(py.relative_to(SRC)), False)
+    assert not missing, "no docstring: " + ", ".join(missing)

@@ -32,8 +32,8 @@ def parquet_reader_v1() -> Iterator[None]:
 
     Ray 2.60's default V2 reader provisions a pool of 32 ``FooterReader`` actors — new worker processes —
     on every execution of a read (every epoch of a streamed split, every materialize) and kills them
-    afterwards. On 2 cores that cost 9–22 s per epoch of a 210-row split vs 1.4–2.2 s with V1, which reads
-    the footers once when the dataset is created (benchmarks/ingest.py, RESULTS.md).
+    afterwards, at several times V1's cost per epoch of a small split on 2 cores; V1 reads the footers
+    once when the dataset is created (figures: benchmarks/RESULTS.md, "Ingest").
     """
     ctx = ray.data.DataContext.get_current()
     if "RAY_DATA_USE_DATASOURCE_V2" in os.environ:
@@ -55,7 +55,7 @@ def load_datasets(shard_set: ShardSet, splits: Sequence[str] = ("train", "val"),
         files = shard_set.files(split)
         # One block per file (Ray splits blocks above 128 MiB itself): by default V1 cuts a split into
         # >= 200 blocks, ~1 row each for volumes, and every batch then gathers many tiny objects
-        # (measured 2.9k vs 19k volumes/s from a materialized split).
+        # (several times slower; benchmarks/RESULTS.md, "Ingest").
         with parquet_reader_v1():
             ds = ray.data.read_parquet(files, override_num_blocks=len(files)).select_columns(columns)
         if cache == "memory" or (cache == "auto" and split_bytes(shard_set, split) < CACHE_BYTES):

@@ -1,10 +1,10 @@
 """Dashboards: W&B through Ray's own callback (offline unless the user opts in), tagged by arm/seed/phase.
 
 Ray's ``WandbLoggerCallback`` starts two Ray actors per trial (a queue and a logging actor; each is a new
-worker process that imports wandb and starts its own wandb-core). Measured here, that was ~3 s per trial,
-more than the fit of an EEG model. ``ArmTaggedWandb`` keeps Ray's callback (its API-key handling, the
-config it logs, its result cleaning) but logs every trial's W&B run from ONE actor per experiment, with
-wandb's multiple runs per process (``reinit="create_new"``).
+worker process that imports wandb and starts its own wandb-core), which cost more than the fit of a
+small EEG model (benchmarks/RESULTS.md, "Trial overhead"). ``ArmTaggedWandb`` keeps Ray's callback (its
+API-key handling, the config it logs, its result cleaning) but logs every trial's W&B run from ONE actor
+per experiment, with wandb's multiple runs per process (``reinit="create_new"``).
 """
 
 from __future__ import annotations

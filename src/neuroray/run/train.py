@@ -1,9 +1,10 @@
 """ONE train loop, two engines.
 
 ``run_phases`` fits an experiment's phases with Lightning on batches streamed from Ray Data. It is
-called either inside the (reused) Tune trial actor for single-worker trials — ~2 s per tiny trial —
-or as ``train_loop_per_worker`` of a Train V2 ``TorchTrainer`` when a phase spans several workers
-or GPUs. The two engines differ only in how the loop gets its dataset shards and reports.
+called either inside the (reused) Tune trial actor for single-worker trials (the cheaper engine per tiny
+trial: benchmarks/RESULTS.md, "Trial overhead") or as ``train_loop_per_worker`` of a Train V2
+``TorchTrainer`` when a phase spans several workers or GPUs. The two engines differ only in how the
+loop gets its dataset shards and reports.
 """
 
 from __future__ import annotations

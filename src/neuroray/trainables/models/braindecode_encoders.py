@@ -2,7 +2,7 @@
 
 Each model is braindecode's own, instantiated with ``n_chans``/``n_times``/``sfreq`` (and channel
 positions where it needs them) and ending in its own head with ``n_outputs``; nothing is re-implemented.
-``import braindecode.models`` costs ~5 s, so it happens inside :func:`build`, never at module import.
+``import braindecode.models`` takes seconds, so it happens inside :func:`build`, never at module import.
 
 Left out on purpose:
 - ``Labram`` itself: forward needs names from its fixed 10-20 order (HBN's E1..E129 are not in it);

@@ -106,3 +106,13 @@ def test_counts_and_rates_out_of_range(tmp_path: Path, expect_exit2: Callable[..
     expect_exit2(["prepare", "eeg", "--synthetic-hbn", "4", "--synthetic-sfreq", "-100", "--out",
                   str(tmp_path / "bids")], "--synthetic-sfreq -100.0: must be > 0 Hz")
     assert not (tmp_path / "bids").exists()
+
+
+def test_run_json_missing_a_key(demo_smoke_run: Path, tmp_path: Path, expect_exit2: Callable[..., str]) -> None:
+    """run.json is parsed once into a typed RunInfo: a key removed or of the wrong kind is one line naming it."""
+    run = Path(shutil.copytree(demo_smoke_run, tmp_path / "run", ignore=shutil.ignore_patterns("export*")))
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({k: v for k, v in info.items() if k != "metric"}))
+    expect_exit2(["report", str(run)], "run.json: metric: Field required")
+    (run / "run.json").write_text(json.dumps({**info, "mode": "best"}))
+    expect_exit2(["export", str(run)], "run.json: mode: Input should be 'min' or 'max'")

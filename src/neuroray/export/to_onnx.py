@@ -29,6 +29,7 @@ from neuroray.export.inference import CARD, OnnxModel, sample_windows
 from neuroray.export.model_card import build_card
 from neuroray.export.scoring import Score, evaluate, relative_loss
 from neuroray.outputs import atomic_write
+from neuroray.reports.source import RunInfo
 from neuroray.run_folder.checkpoints import CKPT_WEIGHTS, load_checkpoint
 from neuroray.run_folder.storage import fetch_checkpoint, is_uri
 from neuroray.trainables.base import Task
@@ -97,15 +98,15 @@ def parity(module: Task, onnx_path: Path, x: np.ndarray) -> float:
     return float(np.max(np.abs(got.reshape(ref.shape) - ref)))
 
 
-def select_trial(run_dir: Path, trial: str = "best") -> tuple[dict[str, Any], pd.Series]:
+def select_trial(run_dir: Path, trial: str = "best") -> tuple[RunInfo, pd.Series]:
     """A finished run's info and the row of trial ``best`` (by the run's metric) or of that trial id."""
     from neuroray.reports import folder as report
 
     info, trials = report.load_run(run_dir)
     if trial == "best":
-        row = report.best_trial(trials, info["metric"], info["mode"])
+        row = report.best_trial(trials, info.metric, info.mode)
         if row is None:
-            raise NeurorayError(f"{run_dir}: no trial reported {info['metric']}; nothing to export")
+            raise NeurorayError(f"{run_dir}: no trial reported {info.metric}; nothing to export")
         return info, row
     match = trials[trials["trial_id"] == trial]
     if match.empty:
@@ -216,11 +217,11 @@ def export_trial(run_dir: Path, trial: str = "best", out: Path | None = None, pr
     """``neuroray export RUN_DIR``: the chosen trial of a finished run → ``out`` (default RUN_DIR/export)."""
     info, row = select_trial(run_dir, trial)
     ckpt = checkpoint_of(row, run_dir)
-    if not info.get("shards"):
+    if not info.shards:
         raise NeurorayError(f"{run_dir}/run.json names no shard set; parity and metrics need its validation split")
-    source = {"run_dir": str(run_dir.resolve()), "experiment": info.get("name"), "trial_id": row["trial_id"],
+    source = {"run_dir": str(run_dir.resolve()), "experiment": info.name, "trial_id": row["trial_id"],
               "arm": row.get("arm"), "seed": row.get("seed"), "checkpoint": str(ckpt)}
-    report = export_model(ckpt, open_shard_set(info["shards"]), out or run_dir / "export", precision,
+    report = export_model(ckpt, open_shard_set(info.shards), out or run_dir / "export", precision,
                           source=source, trial_metrics=_trial_metrics(row), **kwargs)
     return row, report
 

@@ -118,7 +118,7 @@ class _Parts:
     def markdown(self) -> str:
         """report.md: the same sections and tables as the HTML page."""
         s = self.src
-        md = [f"# {s.info['name']}: ablation report", "", "\n\n".join(self.intro()), "",
+        md = [f"# {s.info.name}: ablation report", "", "\n\n".join(self.intro()), "",
               markdown_table(_display(self.summary)), "",
               "## All metrics per arm", "", "Same numbers as `report.csv`.", "",
               markdown_table(_display(self.stats)), ""]
@@ -140,4 +140,4 @@ class _Parts:
         for title, path, note in self.figs:
             body += [f"<h2>{title}</h2>", *([H.image(path, title)] if path else []), H.paragraph(note, note=True)]
         body += ["<h2>All trials</h2>", H.table(self.trials_table(), "trials")]
-        return H.page(f"{self.src.info['name']}: ablation report", body)
+        return H.page(f"{self.src.info.name}: ablation report", body)

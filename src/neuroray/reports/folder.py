@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from neuroray.errors import NeurorayError
 from neuroray.outputs import atomic_write
 from neuroray.reports import build as report_build
 from neuroray.reports.selection import best_index
-from neuroray.reports.source import Source, markdown_table, resolve_baseline
+from neuroray.reports.source import RunInfo, Source, markdown_table, resolve_baseline
 
 __all__ = ["RUN_INFO", "HISTORY", "HISTORY_KEYS", "METRIC_PREFIXES", "best_trial", "markdown_table",
            "write_reports", "load_run", "load_history", "load_source", "rebuild"]
@@ -45,8 +45,8 @@ def write_reports(run_dir: Path, df: pd.DataFrame, name: str, metric: str, mode:
     (report.csv/.md/.html + PNGs); returns the per-arm table of the monitored metric."""
     run_dir.mkdir(parents=True, exist_ok=True)
     base = resolve_baseline(baseline, arms)
-    info = {"name": name, "metric": metric, "mode": mode, "arms": arms, "baseline": base, "shards": shards}
-    atomic_write(run_dir / RUN_INFO, lambda p: p.write_text(json.dumps(info, indent=2)))
+    info = RunInfo(name=name, metric=metric, mode=mode, arms=arms, baseline=base, shards=shards)
+    atomic_write(run_dir / RUN_INFO, lambda p: p.write_text(info.model_dump_json(indent=2)))
     atomic_write(run_dir / "results.csv", lambda p: df.to_csv(p, index=False))
     atomic_write(run_dir / "results.parquet", lambda p: df.to_parquet(p, index=False))
     if history is not None:
@@ -55,7 +55,7 @@ def write_reports(run_dir: Path, df: pd.DataFrame, name: str, metric: str, mode:
     return report_build.build(Source(run_dir, info, df, hist), run_dir, base)
 
 
-def load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+def load_run(run_dir: Path) -> tuple[RunInfo, pd.DataFrame]:
     """A finished run folder's info and trial table (for `neuroray report` / `export`)."""
     info_path, results = run_dir / RUN_INFO, run_dir / "results.parquet"
     if not info_path.is_file() or not results.is_file():
@@ -68,7 +68,14 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     if not isinstance(info, dict):
         raise NeurorayError(f"{info_path}: a JSON {type(info).__name__}, not an object; the run folder was edited. "
                             "Rebuild it by re-running the experiment")
-    return info, pd.read_parquet(results)
+    try:
+        parsed = RunInfo.model_validate(info)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise NeurorayError(f"{info_path}: {key}: {err['msg']}; the run folder was edited or written by another "
+                            "tool. Rebuild it by re-running the experiment") from None
+    return parsed, pd.read_parquet(results)
 
 
 def load_history(run_dir: Path) -> pd.DataFrame:
@@ -89,5 +96,5 @@ def rebuild(run_dir: Path, baseline: str | None = None, combine: Path | None = N
     src = load_source(run_dir)
     other = load_source(combine) if combine is not None else None
     out = out or run_dir
-    base = baseline if baseline is not None else src.info.get("baseline")
+    base = baseline if baseline is not None else (src.info.baseline or None)
     return report_build.build(src, out, base, combine=other), out

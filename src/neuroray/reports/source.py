@@ -9,17 +9,31 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 from neuroray.errors import NeurorayError
 from neuroray.reports.selection import best_index
 
-__all__ = ["NA", "Source", "fmt", "markdown_table", "resolve_baseline", "best_arm"]
+__all__ = ["NA", "RunInfo", "Source", "fmt", "markdown_table", "resolve_baseline", "best_arm"]
 
 NA = "—"
+
+
+class RunInfo(BaseModel):
+    """run.json: what a finished run was (name, monitored metric and mode, arms, baseline, shard set)."""
+
+    model_config = ConfigDict(extra="ignore")  # newer runs may record more
+
+    name: str
+    metric: str
+    mode: Literal["min", "max"]
+    arms: list[str]
+    baseline: str = ""
+    shards: str | None = None
 
 
 @dataclass
@@ -27,24 +41,24 @@ class Source:
     """One finished run folder: run.json, results.parquet and (newer runs) history.parquet."""
 
     run_dir: Path
-    info: dict[str, Any]
+    info: RunInfo
     trials: pd.DataFrame
     history: pd.DataFrame
 
     @property
     def metric(self) -> str:
         """The monitored metric named in run.json."""
-        return str(self.info["metric"])
+        return self.info.metric
 
     @property
     def mode(self) -> str:
         """``min`` or ``max``: which way the monitored metric is better."""
-        return str(self.info["mode"])
+        return self.info.mode
 
     @property
     def arms(self) -> list[str]:
         """The run's arms, in the experiment's order."""
-        return [str(a) for a in self.info["arms"]]
+        return list(self.info.arms)
 
 
 def fmt(v: Any) -> str:

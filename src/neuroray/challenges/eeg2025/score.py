@@ -64,7 +64,7 @@ def combined_cells(c1_cells: pd.DataFrame, c2_cells: pd.DataFrame, metrics: list
 
 def challenge_kind(src: Source) -> str | None:
     """The target kind (challenge1/challenge2) the run's shard set was prepared for, if it can tell."""
-    manifest = Path(str(src.info.get("shards") or "")) / "manifest.json"
+    manifest = Path(src.info.shards or "") / "manifest.json"
     try:
         return str(json.loads(manifest.read_text())["target"]["kind"])
     except (OSError, KeyError, TypeError, ValueError):

@@ -182,9 +182,9 @@ def load_challenge_model(challenge: int, ref: str) -> PackagedModel:
         raise NeurorayError(f"{where} takes {spec.n_chans} ch x {spec.n_times} samples at {spec.sfreq:g} Hz; "
                             f"the scorer feeds {N_CHANS} x {N_TIMES} at {SFREQ:g} Hz (prepare with --channels "
                             "hbn129 --sfreq 100 and 2 s windows)")
-    if not info.get("shards"):
+    if not info.shards:
         raise NeurorayError(f"{where}: {run_dir}/run.json names no shard set (its normalization goes into the zip)")
-    shard_set = open_shard_set(info["shards"])
+    shard_set = open_shard_set(info.shards)
     cfg, state = _config_and_state(challenge, module, shard_set)
     cfg["source"] = {"run_dir": str(Path(run_dir).resolve()), "trial_id": str(row["trial_id"]),
                      "target": module.target, "shards": str(shard_set.root), "neuroray": __version__}

@@ -32,6 +32,9 @@ MANIFEST_CASES = [  # (id, edit of the manifest (returns the new JSON value), fr
     ("a-list", lambda m: [m], ["manifest.json: a JSON list, not an object"]),
     ("no-modality", lambda m: {k: v for k, v in m.items() if k != "modality"}, ["manifest.json: lacks modality"]),
     ("empty-spec", lambda m: {**m, "spec": {}}, ["spec {} is not a eeg spec"]),
+    ("rows-not-counts", lambda m: {**m, "rows": {**m["rows"], "train": "many"}},  # the typed Manifest
+     ["manifest.json: rows.train: Input should be a valid integer"]),
+    ("files-a-list", lambda m: {**m, "files": sorted(m["files"])}, ["manifest.json: files: Input should be a valid"]),
 ]
 
 

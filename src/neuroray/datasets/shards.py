@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from neuroray import __version__
+from neuroray.datasets.manifest import Manifest, parse_manifest
 from neuroray.datasets.spec import Spec, spec_from_dict
 from neuroray.datasets.splits import SPLITS
 from neuroray.errors import ShardSetError, first_line
@@ -189,20 +190,20 @@ class ShardSet:
     """A verified shard set on disk."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def spec(self) -> Spec:
         """The sample spec the manifest records."""
-        return spec_from_dict(self.manifest["modality"], self.manifest["spec"])
+        return spec_from_dict(self.manifest.modality, self.manifest.spec)
 
     def files(self, split: str) -> list[str]:
         """Absolute paths of one split's Parquet files."""
-        return [str(self.root / rel) for rel in self.manifest["files"] if rel.startswith(f"{split}/")]
+        return [str(self.root / rel) for rel in self.manifest.files if rel.startswith(f"{split}/")]
 
     def rows(self, split: str) -> int:
         """Rows in one split, as the manifest records."""
-        return int(self.manifest["rows"].get(split, 0))
+        return int(self.manifest.rows.get(split, 0))
 
     def read_split(self, split: str, columns: Sequence[str] | None = None) -> pa.Table:
         """Whole split as one Arrow table (plain single-process path: tests, baselines, export)."""
@@ -261,14 +262,15 @@ def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: st
     if missing:
         raise ShardSetError(f"{mpath}: lacks {', '.join(missing)}; not a manifest neuroray wrote. Re-run "
                             "`neuroray prepare` for this shard set")
+    manifest = parse_manifest(manifest, str(mpath))
     try:
         spec_from_dict(manifest["modality"], manifest["spec"])
     except (KeyError, TypeError, ValueError) as e:
         raise ShardSetError(f"{mpath}: spec {manifest['spec']!r} is not a {manifest['modality']} spec "
                             f"({type(e).__name__}: {e}); re-run `neuroray prepare`") from None
-    sizes = manifest.get("sizes", {})  # absent in shard sets written before sizes were recorded
+    sizes = manifest.sizes
     footer_rows: dict[str, int] = {}
-    for rel, digest in manifest.get("files", {}).items():
+    for rel, digest in manifest.files.items():
         path = root / rel
         if not path.is_file():
             raise ShardSetError(f"{path}: listed in {MANIFEST} but missing")
@@ -283,7 +285,7 @@ def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: st
         split = rel.split("/", 1)[0]
         footer_rows[split] = footer_rows.get(split, 0) + _check_parquet(path)
     if verify != "none":  # a metric computed on fewer rows than the manifest promises would look fine
-        for split, rows in (manifest.get("rows") or {}).items():
+        for split, rows in manifest.rows.items():
             if int(rows) != footer_rows.get(split, 0):
                 raise ShardSetError(f"{root}: split {split!r} holds {footer_rows.get(split, 0)} rows in its Parquet "
                                     f"files, {MANIFEST} says {rows}; a shard was replaced or cut. Re-run "

@@ -25,6 +25,16 @@ def test_every_registered_trainable_has_an_export_case() -> None:
     assert sorted(CASES) == base.available()
 
 
+def test_every_trainable_declares_its_scorer_and_output() -> None:
+    """Each task says how export scores it and what its forward returns; no central table to forget."""
+    from neuroray.export.scoring import SCORERS
+
+    for name in base.available():
+        task = base.get(name)
+        assert task.scorer in SCORERS, name
+        assert task.output != base.Task.output, name
+
+
 @pytest.mark.parametrize("name", base.available())
 def test_every_trainable_exports_with_parity_and_card(name: str, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,18 +15,6 @@ from neuroray.trainables.base import Task
 CARD_FORMAT = "neuroray-model-card/1"
 
 #: what the single output of each trainable's graph means
-OUTPUTS: dict[str, str] = {
-    "eeg_regressor": "the target in its raw units (the network's standardization is undone inside the graph)",
-    "eeg_classifier": "class logits (softmax for probabilities)",
-    "temporal_vit": "class logits (softmax for probabilities)",
-    "spectrogram_cnn": "class logits (softmax for probabilities)",
-    "rf_localizer": "source position mean (2) and log-variance (2), in target units",
-    "vae3d": "reconstruction of the input volume from the latent mean (no conditioning)",
-    "eeg_masked_pretrain": "reconstruction of the (z-scored) input window",
-    "eeg_contrastive": "L2-normalized embedding",
-}
-
-
 def library_versions() -> dict[str, str]:
     """Versions of neuroray, Python and the ML libraries installed (torch, onnx, onnxruntime, …)."""
     versions = {"neuroray": __version__, "python": platform.python_version()}
@@ -53,7 +41,7 @@ def build_card(module: Task, shard_set: ShardSet, files: dict[str, Path], precis
             "files": {name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for name, p in files.items()},
             "input": {"name": "x", "dtype": "float32", "shape": ["batch", *module.spec.sample_shape]},
             "output": {"name": "y", "dtype": "float32", "shape": output_shape,
-                       "meaning": OUTPUTS.get(module.name, "the trainable's forward output")},
+                       "meaning": module.output},
         },
         "trainable": {"name": module.name, "target": target, "monitor": module.monitor, "mode": module.mode,
                       "hparams": {k: v for k, v in dict(module.hparams).items() if k not in ("trainable", "target")}},

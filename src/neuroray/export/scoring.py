@@ -172,15 +172,13 @@ class Contrastive(_Mean):
         self.add(float(loss), len(x))
 
 
-SCORERS: dict[str, type[Scorer]] = {
-    "eeg_regressor": Regression,
-    "eeg_classifier": Classification,
-    "temporal_vit": Classification,
-    "spectrogram_cnn": Classification,
-    "rf_localizer": Localization,
-    "vae3d": VolumeReconstruction,
-    "eeg_masked_pretrain": MaskedReconstruction,
-    "eeg_contrastive": Contrastive,
+SCORERS: dict[str, type[Scorer]] = {  # by the ``scorer`` each task declares
+    "regression": Regression,
+    "classification": Classification,
+    "localization": Localization,
+    "volume_reconstruction": VolumeReconstruction,
+    "masked_reconstruction": MaskedReconstruction,
+    "contrastive": Contrastive,
 }
 
 
@@ -196,10 +194,10 @@ class Score:
 
 def evaluate(module: Task, run: RunFn, shard_set: ShardSet, split: str = "val", batch_size: int = 256) -> Score:
     """``run`` (fp32 or quantized model: numpy in, numpy out) scored with ``module``'s validation metric."""
-    if module.name not in SCORERS:
-        raise NeurorayError(f"no validation metric for trainable {module.name!r} outside training; "
-                            f"known: {', '.join(sorted(SCORERS))}")
-    scorer = SCORERS[module.name](module)
+    if module.scorer not in SCORERS:
+        raise NeurorayError(f"no validation metric for trainable {module.name!r} outside training (it declares "
+                            f"scorer {module.scorer!r}; known: {', '.join(sorted(SCORERS))})")
+    scorer = SCORERS[module.scorer](module)
     files = shard_set.files(split)
     schema_names = set(pq.read_schema(files[0]).names) if files else set()
     missing = [] if scorer.optional else [c for c in scorer.columns if c not in schema_names]

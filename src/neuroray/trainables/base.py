@@ -54,6 +54,8 @@ class Task(L.LightningModule):
     logs: ClassVar[tuple[str, ...]] = ()  # the epoch metrics it logs besides train/loss and val/loss
     mode: ClassVar[str] = "min"
     Hparams: ClassVar[type[TaskHparams]] = TaskHparams
+    output: ClassVar[str] = "the trainable's forward output"  # what ``forward`` returns (the model card says it)
+    scorer: ClassVar[str] = ""  # how export scores it outside training (export/scoring.py SCORERS); "" = none
 
     def __init__(self, spec: Spec, hparams: Mapping[str, Any] | TaskHparams | None = None,
                  target: str | None = None) -> None:

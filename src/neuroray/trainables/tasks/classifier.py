@@ -23,6 +23,8 @@ class ClassifierSteps(Task):
     monitor: ClassVar[str] = "val/auroc"
     logs: ClassVar[tuple[str, ...]] = ("val/auroc", "val/acc", "val/f1")  # besides train/loss and val/loss
     mode: ClassVar[str] = "max"
+    output: ClassVar[str] = "class logits (softmax for probabilities)"
+    scorer: ClassVar[str] = "classification"
 
     def init_metrics(self, n_classes: int) -> None:
         """Validation and test metrics for ``n_classes`` (at least 2)."""

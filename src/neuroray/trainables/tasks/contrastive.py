@@ -42,6 +42,8 @@ class EEGContrastive(EEGTask):
     logs: ClassVar[tuple[str, ...]] = (  # besides train/loss and val/loss
         "train/infonce", "train/pos_sim", "train/temperature", "val/infonce", "val/pos_sim")
     mode: ClassVar[str] = "min"
+    output: ClassVar[str] = "L2-normalized embedding"
+    scorer: ClassVar[str] = "contrastive"
     Hparams: ClassVar[type[TaskHparams]] = ContrastiveHparams
     hp: ContrastiveHparams
 

@@ -94,6 +94,8 @@ class EEGRegressor(EEGTask):
     monitor: ClassVar[str] = "val/nrmse"
     logs: ClassVar[tuple[str, ...]] = ("val/nrmse", "val/r")  # besides train/loss and val/loss
     mode: ClassVar[str] = "min"
+    output: ClassVar[str] = "the target in its raw units (the network's standardization is undone inside the graph)"
+    scorer: ClassVar[str] = "regression"
     Hparams: ClassVar[type[TaskHparams]] = EEGRegressorHparams
     hp: EEGRegressorHparams
     target_mean: torch.Tensor

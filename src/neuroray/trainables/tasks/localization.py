@@ -54,6 +54,8 @@ class RFLocalizer(Task):
     monitor: ClassVar[str] = "val/mean_dist"
     logs: ClassVar[tuple[str, ...]] = ("val/mean_dist", "val/nll")  # besides train/loss and val/loss
     mode: ClassVar[str] = "min"
+    output: ClassVar[str] = "source position mean (2) and log-variance (2), in target units"
+    scorer: ClassVar[str] = "localization"
     Hparams: ClassVar[type[TaskHparams]] = RFLocalizerHparams
     hp: RFLocalizerHparams
 

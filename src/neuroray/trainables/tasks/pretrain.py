@@ -38,6 +38,8 @@ class EEGMaskedPretrain(EEGTask):
     monitor: ClassVar[str] = "val/recon"
     logs: ClassVar[tuple[str, ...]] = ("train/recon", "val/recon")  # besides train/loss and val/loss
     mode: ClassVar[str] = "min"
+    output: ClassVar[str] = "reconstruction of the (z-scored) input window"
+    scorer: ClassVar[str] = "masked_reconstruction"
     Hparams: ClassVar[type[TaskHparams]] = MaskedPretrainHparams
     hp: MaskedPretrainHparams
 

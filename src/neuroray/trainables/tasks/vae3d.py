@@ -107,6 +107,8 @@ class VAE3D(Task):
     logs: ClassVar[tuple[str, ...]] = (  # besides train/loss and val/loss
         "train/recon", "train/kl", "train/beta", "val/recon", "val/kl", "val/pearson_r", "val/ssim")
     mode: ClassVar[str] = "max"
+    output: ClassVar[str] = "reconstruction of the input volume from the latent mean (no conditioning)"
+    scorer: ClassVar[str] = "volume_reconstruction"
     Hparams: ClassVar[type[TaskHparams]] = VAE3DHparams
     hp: VAE3DHparams
     spec: VolumeSpec

@@ -208,3 +208,17 @@ def test_report_of_a_real_run_renders_in_chromium(demo_run: Path, tmp_path: Path
     keep = os.environ.get("NEURORAY_REPORT_SCREENSHOT")  # opt-in copy for a human to look at
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_report_says_when_a_scheduler_pruned_across_arms(tmp_path: Path) -> None:
+    """run.json records the scheduler's scope; a run pruned across arms says so in its report's intro."""
+    run_dir = _write_run(tmp_path, "fair", C1)
+    report.write_reports(run_dir, pd.read_parquet(run_dir / "results.parquet"), "fair", "val/nrmse", "min",
+                         list(C1), pruning="asha within each cell")
+    md = (run_dir / "report.md").read_text()
+    assert "Early stopping: asha within each cell" in md and "Pruned across arms" not in md
+    report.write_reports(run_dir, pd.read_parquet(run_dir / "results.parquet"), "fair", "val/nrmse", "min",
+                         list(C1), pruning="asha across all trials", pruned_across_arms=True)
+    assert json.loads((run_dir / "run.json").read_text())["pruned_across_arms"] is True
+    assert "**Pruned across arms**" in (run_dir / "report.md").read_text()
+    assert "Pruned across arms" in (run_dir / "report.html").read_text()

@@ -104,6 +104,14 @@ class _Parts:
                  "over seeds and the 95 % t-interval of the mean (n = seeds); Δ = mean over the seeds both arms "
                  f"have of (arm − baseline `{self.baseline}`), p = paired t-test over those seeds (n_pairs; "
                  f"Wilcoxon signed-rank too from 6 pairs). {NA} = undefined (e.g. fewer than 2 seeds/pairs)."]
+        if s.info.pruned_across_arms:
+            lines.append(f"**Pruned across arms** ({s.info.pruning}, `scheduler.scope: global`): trials of different "
+                         "arms competed for the scheduler's rungs, so an arm that learns slowly but ends better was "
+                         "stopped early; the differences below measure the pruner as much as the arms. Use "
+                         "`scope: cell` (the default) for a fair comparison.")
+        elif s.info.pruning:
+            lines.append(f"Early stopping: {s.info.pruning} (trials compared only with trials of their own "
+                         f"{s.info.pruning.rsplit(' ', 1)[-1]}).")
         ok = s.trials[s.trials[m].notna()] if m in s.trials else s.trials.iloc[0:0]
         if not ok.empty:
             best = ok.loc[best_index(ok[m], s.mode)]

@@ -34,6 +34,8 @@ class RunInfo(BaseModel):
     arms: list[str]
     baseline: str = ""
     shards: str | None = None
+    pruning: str = ""  # the scheduler and its scope ("asha within each cell"); "" = none
+    pruned_across_arms: bool = False  # a scheduler compared trials of different arms (scheduler.scope: global)
 
 
 @dataclass

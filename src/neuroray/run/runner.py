@@ -183,8 +183,13 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
     if remote:  # checkpoint URIs keep the storage's ?endpoint_override=…, so export reaches the same server
         trials["checkpoint"] = [storage_mod.with_query(c, remote) if isinstance(c, str) else c
                                 for c in trials["checkpoint"]]
+    sched = loaded.model.scheduler
+    pruning = "" if sched.type == "none" else f"{sched.type} within each {sched.scope}" if sched.scope != "global" \
+        else f"{sched.type} across all trials"
     arms = report.write_reports(run_dir, trials, loaded.name, metric, mode, loaded.arms,
-                                shards=str(shard_set.root.resolve()), history=history, baseline=loaded.baseline)
+                                shards=str(shard_set.root.resolve()), history=history, baseline=loaded.baseline,
+                                pruning=pruning, pruned_across_arms=sched.type != "none" and sched.scope == "global"
+                                and len(loaded.arms) > 1)
     remote_dir = storage_mod.upload_summary(run_dir, remote, loaded.name) if remote else None
     errored = set(trials.loc[trials["status"] != "OK", "trial_id"].astype(str))
     return RunSummary(loaded.name, shard_set, run_dir, metric, mode, trials, arms, time.time() - start, remote_dir,

@@ -8,7 +8,9 @@ callback passed into the trainer's RunConfig (``Tuner(trainer)`` is gone in Trai
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from neuroray.datasets.shards import ShardSet
 from neuroray.errors import ConfigError
 from neuroray.run import ingest, session
+from neuroray.run.cell_scheduler import CellScheduler
 from neuroray.run.loop_config import LoopConfig, SpecRef
 from neuroray.run.searcher import MatrixSearcher
 from neuroray.run.state_backup import StateBackup
@@ -131,14 +134,19 @@ def phase_chains(loaded: LoadedExperiment) -> dict[str, list[str]]:
 
 
 def _scheduler(exp: Experiment) -> TrialScheduler:
+    """Ray's ASHA or median rule (or FIFO); with ``scope`` cell or arm, one instance per cell or arm."""
     s = exp.scheduler
     max_t = exp.phases[-1].epochs  # only the final phase reports to Tune (training_iteration counts its epochs)
     if s.type == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(s.grace_period, max_t),
-                             reduction_factor=s.reduction_factor)
-    if s.type == "median":
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=s.grace_period, min_samples_required=2)
-    return FIFOScheduler()
+        make: Callable[[], TrialScheduler] = partial(
+            ASHAScheduler, time_attr="training_iteration", max_t=max_t, grace_period=min(s.grace_period, max_t),
+            reduction_factor=s.reduction_factor)
+    elif s.type == "median":
+        make = partial(MedianStoppingRule, time_attr="training_iteration", grace_period=s.grace_period,
+                       min_samples_required=2)
+    else:
+        return FIFOScheduler()
+    return make() if s.scope == "global" else CellScheduler(make, s.scope)
 
 
 def trial_request(exp: Experiment) -> dict[str, float]:

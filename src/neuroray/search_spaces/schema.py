@@ -167,6 +167,9 @@ class Scheduler(Strict):
     type: Literal["asha", "median", "none"] = "none"
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(2.0, gt=1)
+    # Which trials a trial is compared with: its own (arm, seed) cell, its arm, or every trial (Ray's default,
+    # which measures the pruner when arms learn at different speeds).
+    scope: Literal["cell", "arm", "global"] = "cell"
 
 
 class Metric(Strict):

@@ -113,5 +113,5 @@ def test_multiphase_aux_and_freeze_fold_into_hparams(tmp_path: Path) -> None:
 
     raw["phases"][0]["trainable"] = "vae3d"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match="phases.pretrain.aux: trainable 'vae3d' does not support it"):
+    with pytest.raises(ConfigError, match=r"phases.pretrain \(arm full\).aux: trainable 'vae3d' does not support it"):
         load(path)

@@ -26,7 +26,7 @@ def _run(tmp_path: Path, scheduler: Any) -> dict[str, list[int]]:
 
     tuner = tune.Tuner(
         curve,
-        param_space={"arm": tune.grid_search(["a", "b"]), "seed": 0, "i": tune.grid_search([0, 1, 2])},
+        param_space={"arm": tune.grid_search(["a", "b"]), "seed": 0, "i": tune.grid_search([0, 1])},
         tune_config=tune.TuneConfig(metric="loss", mode="min", scheduler=scheduler, max_concurrent_trials=1),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="curves", verbose=0),
     )
@@ -53,6 +53,6 @@ def test_pruning_within_a_cell_lets_the_slow_arm_finish(tmp_path: Path) -> None:
     across = _run(tmp_path / "global", _asha()())
     within = _run(tmp_path / "cell", CellScheduler(_asha(), "cell"))
     # Across arms, at most the very first trial escapes a rung unopposed: b's are stopped early.
-    assert sum(e < MAX_T for e in across["b"]) >= 2, across
+    assert sum(e < MAX_T for e in across["b"]) >= 1 and max(across["a"]) == MAX_T, across
     # Within cells, b's first trial runs to the end (0.2 beats a's 0.52 plateau).
     assert max(within["b"]) == MAX_T and max(within["a"]) == MAX_T, within

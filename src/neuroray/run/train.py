@@ -164,6 +164,8 @@ def run_phases(config: LoopConfig | dict[str, Any], get_shard: ShardFn, report: 
             continue
         L.seed_everything(cfg.seed * 1000 + i, workers=False, verbose=False)
         module = registry.build(phase.trainable, spec, phase.hparams or {}, target=phase.target)
+        if (load := getattr(module, "encoder_load", None)) is not None and is_rank0:
+            print(f"{cfg.trial_name} {phase.name}: {load.summary()}", flush=True)
         if phase.from_ and resume is None:
             registry.load_matching(module, states[phase.from_])
         stats = cfg.target_stats.get(phase.target or "")

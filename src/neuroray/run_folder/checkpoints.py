@@ -48,7 +48,8 @@ def load_checkpoint(folder: str | Path) -> registry.Task:
     folder = Path(folder)
     meta = json.loads((folder / CKPT_META).read_text())
     spec = spec_from_dict(meta["spec"]["modality"], meta["spec"]["spec"])
-    hparams = {k: v for k, v in meta["hparams"].items() if k not in ("trainable", "target")}
+    # encoder_weights: the checkpoint holds the trained weights; the file it started from may be gone
+    hparams = {k: v for k, v in meta["hparams"].items() if k not in ("trainable", "target", "encoder_weights")}
     module = registry.build(meta["trainable"], spec, hparams, target=meta["target"])
     module.load_state_dict(_load_weights(folder / CKPT_WEIGHTS))
     return module.eval()

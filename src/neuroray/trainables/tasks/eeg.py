@@ -31,6 +31,7 @@ from neuroray.trainables.base import (
 from neuroray.trainables.losses import masked_mse
 from neuroray.trainables.metrics import NRMSE
 from neuroray.trainables.models.eeg_encoders import EncoderName, build_encoder
+from neuroray.trainables.models.pretrained import load_encoder_weights
 from neuroray.trainables.tasks.classifier import ClassifierSteps
 
 
@@ -38,7 +39,8 @@ from neuroray.trainables.tasks.classifier import ClassifierSteps
 class EEGEncoderHparams(TaskHparams):
     """Shared by every EEG task. ``n_filters`` is the feature width the heads read (braindecode models are
     built with ``n_outputs = n_filters``); ``dropout`` is every encoder's dropout (braindecode's ``drop_prob``).
-    ``aux_target``: a numeric column regressed from the features with weight ``aux_weight`` ('' = none)."""
+    ``aux_target``: a numeric column regressed from the features with weight ``aux_weight`` ('' = none).
+    ``encoder_weights``: a local state dict the encoder starts from (pretrained weights; '' = none)."""
 
     encoder: EncoderName = "shallow"
     n_filters: PositiveInt = 16
@@ -46,6 +48,7 @@ class EEGEncoderHparams(TaskHparams):
     aux_target: str = ""
     aux_weight: NonNegativeFloat = 0.15
     freeze_epochs: NonNegativeInt = 0
+    encoder_weights: str = ""
 
 
 class EEGTask(Task):
@@ -56,6 +59,8 @@ class EEGTask(Task):
     def __init__(self, spec: EEGWindowSpec, hparams: Any = None, target: str | None = None) -> None:
         super().__init__(spec, hparams, target=target)
         self.encoder = build_encoder(self.hp.encoder, spec, self.hp.n_filters, self.hp.dropout)
+        self.encoder_load = (load_encoder_weights(self.encoder, self.hp.encoder_weights)
+                             if self.hp.encoder_weights else None)
         self.aux_head = nn.Linear(self.hp.n_filters, 1) if self.hp.aux_target else None
 
     def aux_loss(self, features: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:

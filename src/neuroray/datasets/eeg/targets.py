@@ -35,28 +35,38 @@ class Windowing:
 
 
 def ccd_trials(events: pd.DataFrame) -> pd.DataFrame:
-    """One row per contrast-change target: onset, side, response time (s) and correctness.
+    """One row per contrast-change trial that shows a target: onset, side, response time (s), correctness.
 
-    The response is the first button press after the target and before the next trial starts;
-    ``rt`` = press onset − target onset; ``correct`` from the press's feedback (smiley/sad face),
-    null when there was no press or no feedback.
+    The challenge's reference trial table (eegdash's, for HBN): a trial spans [its ``contrastTrial_start``,
+    the next one) — the last one ends at ``end_experiment`` when that is logged —; its stimulus is the first
+    target inside it; its response the first button press at or after that target and strictly before the
+    trial's end (a press logged at the next trial's very onset belongs to no trial); ``rt`` = press onset −
+    target onset; ``correct`` from that press's feedback (smiley/sad face), null without a press or feedback.
+    Targets outside every trial (e.g. one logged at onset 0) are no trial.
     """
+    ev = events.sort_values("onset", kind="stable")
+    onset = pd.to_numeric(ev["onset"], errors="coerce").to_numpy(dtype=np.float64)
+    value = ev["value"].astype(str).to_numpy()
+    feedback = (ev["feedback"] if "feedback" in ev else pd.Series([None] * len(ev))).to_numpy()
+    starts = onset[value == TRIAL_START]
+    end = onset[value == "end_experiment"]
+    ends = np.append(starts[1:], end[0] if len(end) else np.inf)
+    is_target = np.isin(value, list(TARGET_VALUES))
+    is_press = np.isin(value, PRESS_VALUES)
     rows: list[dict[str, Any]] = []
-    current: dict[str, Any] | None = None
-    for onset, value, feedback in zip(events["onset"], events["value"], events.get("feedback", pd.Series(
-            [None] * len(events))), strict=True):
-        if value in TARGET_VALUES or value == TRIAL_START:
-            if current is not None:
-                rows.append(current)
-            current = ({"target_onset_s": float(onset), "side": TARGET_VALUES[value], "rt": np.nan,
-                        "correct": None} if value in TARGET_VALUES else None)
-        elif value in PRESS_VALUES and current is not None and np.isnan(current["rt"]):
-            current["rt"] = float(onset) - current["target_onset_s"]
-            current["correct"] = FEEDBACK.get(feedback) if isinstance(feedback, str) else None
-            rows.append(current)
-            current = None
-    if current is not None:
-        rows.append(current)
+    for t0, t1 in zip(starts, ends, strict=True):
+        targets = np.flatnonzero(is_target & (onset >= t0) & (onset < t1))
+        if not len(targets):
+            continue
+        k = targets[0]
+        row: dict[str, Any] = {"target_onset_s": float(onset[k]), "side": TARGET_VALUES[value[k]], "rt": np.nan,
+                               "correct": None}
+        presses = np.flatnonzero(is_press & (onset >= onset[k]) & (onset < t1))
+        if len(presses):
+            p = presses[0]
+            row["rt"] = float(onset[p] - onset[k])
+            row["correct"] = FEEDBACK.get(feedback[p]) if isinstance(feedback[p], str) else None
+        rows.append(row)
     return pd.DataFrame(rows, columns=["target_onset_s", "side", "rt", "correct"])
 
 

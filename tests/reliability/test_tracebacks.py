@@ -35,6 +35,8 @@ MANIFEST_CASES = [  # (id, edit of the manifest (returns the new JSON value), fr
     ("rows-not-counts", lambda m: {**m, "rows": {**m["rows"], "train": "many"}},  # the typed Manifest
      ["manifest.json: rows.train: Input should be a valid integer"]),
     ("files-a-list", lambda m: {**m, "files": sorted(m["files"])}, ["manifest.json: files: Input should be a valid"]),
+    ("spec-disagrees-with-data", lambda m: {**m, "spec": {**m["spec"], "n_times": 99}},  # issue 21 D8
+     ["samples of shape (8, 100), the manifest's spec says (8, 99)"]),
 ]
 
 

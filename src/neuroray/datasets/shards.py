@@ -220,9 +220,9 @@ def tensor_column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(col.to_numpy_ndarray(), dtype=np.float32)
 
 
-def _check_parquet(path: Path) -> int:
-    """The footer must parse: a corrupt shard fails here with its name, not deep inside a Ray Data read.
-    Returns the rows the footer holds."""
+def _check_parquet(path: Path, sample_shape: tuple[int, ...]) -> int:
+    """The footer must parse and its x must be float32 samples of the manifest's shape: a corrupt or foreign
+    shard fails here with its name, not deep inside a Ray Data read or a model. Returns the footer's rows."""
     try:
         meta = pq.read_metadata(path)
         schema = meta.schema.to_arrow_schema()
@@ -234,6 +234,10 @@ def _check_parquet(path: Path) -> int:
     if x_type is None or value != pa.float32():
         raise ShardSetError(f"{path}: column x is {x_type or 'missing'}; a shard set's samples are a float32 "
                             "tensor column. Re-run `neuroray prepare` for this shard set")
+    shape = tuple(int(d) for d in getattr(x_type, "shape", ()) or ())
+    if shape and shape != tuple(sample_shape):
+        raise ShardSetError(f"{path}: samples of shape {shape}, the manifest's spec says {tuple(sample_shape)}; "
+                            "the manifest and the data disagree. Re-run `neuroray prepare` for this shard set")
     return int(meta.num_rows)
 
 
@@ -264,7 +268,7 @@ def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: st
                             "`neuroray prepare` for this shard set")
     manifest = parse_manifest(manifest, str(mpath))
     try:
-        spec_from_dict(manifest["modality"], manifest["spec"])
+        sample_shape = spec_from_dict(manifest["modality"], manifest["spec"]).sample_shape
     except (KeyError, TypeError, ValueError) as e:
         raise ShardSetError(f"{mpath}: spec {manifest['spec']!r} is not a {manifest['modality']} spec "
                             f"({type(e).__name__}: {e}); re-run `neuroray prepare`") from None
@@ -283,7 +287,7 @@ def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: st
             raise ShardSetError(f"{path}: checksum differs from {MANIFEST}; the file changed or is corrupt. "
                                 "Re-run `neuroray prepare` for this shard set")
         split = rel.split("/", 1)[0]
-        footer_rows[split] = footer_rows.get(split, 0) + _check_parquet(path)
+        footer_rows[split] = footer_rows.get(split, 0) + _check_parquet(path, sample_shape)
     if verify != "none":  # a metric computed on fewer rows than the manifest promises would look fine
         for split, rows in manifest.rows.items():
             if int(rows) != footer_rows.get(split, 0):

@@ -31,6 +31,30 @@ def test_too_few_subjects_after_skips_names_the_skipped_files(ray_session: None,
     assert not (tmp_path / "c1").exists()
 
 
+def test_a_fifo_or_folder_in_place_of_a_recording_is_skipped_by_name(ray_session: None, hbn_tree: Path,
+                                                                     tmp_path: Path,
+                                                                     expect_exit2: Callable[..., str]) -> None:
+    """A named pipe would block MNE's reader forever; it is named (as is a folder) instead of read."""
+    import os
+
+    tree = tmp_path / "bids"
+    tree.mkdir()
+    shutil.copy(hbn_tree / "participants.tsv", tree)
+    subjects = sorted(p for p in hbn_tree.glob("sub-*") if p.is_dir())[:3]
+    for sub in subjects:
+        shutil.copytree(sub, tree / sub.name)
+    fifo = next((tree / subjects[0].name).rglob("*_eeg.set"))
+    fifo.unlink()
+    os.mkfifo(fifo)
+    folder = next((tree / subjects[1].name).rglob("*_eeg.set"))
+    folder.unlink()
+    folder.mkdir()
+    line = expect_exit2(["prepare", "eeg", "--bids", str(tree), "--out", str(tmp_path / "c1"), "--quiet"],
+                        "recording(s) skipped", fifo.name)
+    assert folder.name in line and "not a regular file" in line
+    assert not (tmp_path / "c1").exists()
+
+
 def test_spectrogram_flags_are_checked_before_inputs_are_written(tmp_path: Path,
                                                                 expect_exit2: Callable[..., str]) -> None:
     out = tmp_path / "lfp"

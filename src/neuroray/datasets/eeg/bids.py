@@ -70,11 +70,30 @@ def find_recordings(root: str | Path, tasks: list[str] | None = None,
             path=path, subject=bp.subject, task=bp.task or "", session=bp.session or "", run=bp.run or "",
             events=_sidecar(path, "events"), channels=_sidecar(path, "channels"),
         ))
+    recordings += _not_files(root, {r.path for r in recordings}, tasks, subjects)
     if not recordings:
         what = f" for task(s) {', '.join(tasks)}" if tasks else ""
         raise NeurorayError(f"--bids {root}: no EEG recordings{what} (expected "
                             f"sub-*/[ses-*/]eeg/sub-*_task-*_eeg.{{{','.join(e[1:] for e in READERS)}}})")
     return sorted(recordings, key=lambda r: r.key)
+
+
+def _not_files(root: Path, found: set[Path], tasks: list[str] | None,
+               subjects: list[str] | None) -> list[Recording]:
+    """Recording names that are no regular file (a folder, a FIFO): mne-bids passes over them silently; kept
+    here so the prepare skips them by name (a FIFO is never opened: reading one would block forever)."""
+    out = []
+    for ext in READERS:
+        for path in root.glob(f"sub-*/**/eeg/sub-*_eeg{ext}"):
+            if path in found or path.is_file() or not path.exists():
+                continue
+            ent = mne_bids.get_entities_from_fname(path.name)
+            if (tasks and ent.get("task") not in tasks) or (subjects and ent.get("subject") not in subjects):
+                continue
+            out.append(Recording(path=path, subject=ent.get("subject") or "", task=ent.get("task") or "",
+                                 session=ent.get("session") or "", run=ent.get("run") or "", events=None,
+                                 channels=None))
+    return out
 
 
 def read_participants(root: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -63,6 +63,8 @@ def read_raw(path: str | Path, preload: bool = True) -> mne.io.BaseRaw:
     kind = READERS.get(path.suffix.lower())
     if kind is None:
         raise RecordingError(f"{path}: unsupported format {path.suffix!r}; allowed: {', '.join(sorted(READERS))}")
+    if path.exists() and not path.is_file():  # a FIFO would block the reader forever; a folder is no recording
+        raise RecordingError(f"{path}: not a regular file (a folder, FIFO, socket or device); skipped")
     if not path.is_file():
         raise RecordingError(f"{path}: file not found")
     for companion in _COMPANIONS.get(path.suffix.lower(), ()):

@@ -3,7 +3,7 @@ vs a plain single-process pyarrow → torch loop over the same Parquet files.
 
 Paths, each timed over ``repeats`` epochs after one untimed warm-up epoch:
 - Ray Train worker: ``ray.train.get_dataset_shard(name).iter_torch_batches`` inside a 1-worker TorchTrainer,
-  over the datasets ``neuroray.run.ingest.load_datasets`` builds (materialized below 1 GiB — the
+  over the datasets ``neuroray.run.ingest.load_datasets`` builds (materialized when small — the
   default — and streaming from Parquet, ``data.cache: stream``); also through ``run.train.Batches``
   with its local shuffle, as the TorchTrainer engine trains.
 - Actor engine: ``Batches`` over ``dataset.iterator()`` inside a Ray task, as a Tune trial actor trains.
@@ -203,7 +203,7 @@ def run(quick: bool = False, repeats: int = 3, train_worker: bool = True) -> dic
     for k in sets:
         base, base_sh = plain[k], plain_shuffled[k]
         paths = [] if not worker else [
-            (f"{LABEL[k]}: Train worker, iter_torch_batches, materialized (default < 1 GiB)", worker[k], base),
+            (f"{LABEL[k]}: Train worker, iter_torch_batches, materialized (default when small)", worker[k], base),
             (f"{LABEL[k]}: Train worker, iter_torch_batches, streaming Parquet (cache: stream)",
              worker[f"{k}_stream"], base),
             (f"{LABEL[k]}: Train worker, Batches with local shuffle (TorchTrainer engine)",
@@ -239,7 +239,7 @@ def run(quick: bool = False, repeats: int = 3, train_worker: bool = True) -> dic
             "the first batch; first batch after " + ", ".join(f"{first[k]:.2f} s ({LABEL[k]})" for k in sets)
             + " vs " + ", ".join(f"{mat[k]:.3f} s" for k in sets) + " from the materialized split. With one or "
             "two files per split nothing overlaps that read, so the epoch rate falls below the plain loop's; the "
-            "rest of the epoch runs far above it. neuroray streams only splits above 1 GiB (`data.cache: auto`), "
+            "rest of the epoch runs far above it. neuroray streams only large splits (`data.cache: auto`), "
             "i.e. ≥ 3 files, where the next files' read tasks can run while the current one is consumed "
             "(not measured here).")
     return {
@@ -249,7 +249,7 @@ def run(quick: bool = False, repeats: int = 3, train_worker: bool = True) -> dic
                  f"(1×46×55×46 float32, batch {BATCH['vol']}); each figure is windows/s over {repeats} epochs "
                  "after a warm-up epoch; 1 Train worker with 1 CPU; baseline: single-process pyarrow → torch "
                  "over the same files, re-read every epoch. The materialized rows read from Ray's object store "
-                 "(neuroray's default below 1 GiB); the streaming rows re-read the Parquet like the baseline."),
+                 "(neuroray's default for small splits); the streaming rows re-read the Parquet like the baseline."),
         "rows": rows,
         "zero_copy": zero_copy,
         "materialized_blocks": blocks,

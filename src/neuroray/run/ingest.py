@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -10,8 +11,10 @@ import ray.data
 
 from neuroray.datasets.shards import ShardSet
 
-# Below this many bytes a split is materialized once in the object store and shared by every trial.
-CACHE_BYTES = 1 << 30
+# ``data.cache: auto`` materializes a split (once, shared by every trial) when its decoded size is under this
+# share of Ray's object store; NEURORAY_CACHE_BYTES sets the bound in bytes instead (tests lower it).
+STORE_SHARE = 1 / 3
+CACHE_ENV = "NEURORAY_CACHE_BYTES"
 _NUMERIC = ("float", "double", "int", "uint", "bool", "halffloat")
 
 
@@ -19,11 +22,6 @@ def tensor_columns(shard_set: ShardSet) -> list[str]:
     """The shard set's numeric columns (the ones batches carry as tensors)."""
     return [name for name, desc in shard_set.manifest["columns"].items()
             if str(desc["dtype"]).startswith(_NUMERIC)]
-
-
-def split_bytes(shard_set: ShardSet, split: str) -> int:
-    """Bytes on disk of one split's Parquet files."""
-    return sum(os.path.getsize(f) for f in shard_set.files(split))
 
 
 @contextmanager
@@ -46,9 +44,38 @@ def parquet_reader_v1() -> Iterator[None]:
         ctx.use_datasource_v2 = old
 
 
+def decoded_bytes(shard_set: ShardSet, split: str) -> int:
+    """What a split takes once decoded in memory: its rows × (the float32 sample + 8 bytes per other numeric
+    column). Parquet compresses smooth maps many times over, so the file size says little about this."""
+    per_row = 4 * math.prod(shard_set.spec.sample_shape) + 8 * (len(tensor_columns(shard_set)) - 1)
+    return shard_set.rows(split) * per_row
+
+
+def cache_bound() -> int:
+    """The decoded size below which ``auto`` materializes a split: ``NEURORAY_CACHE_BYTES``, else a third
+    of Ray's object store."""
+    if os.environ.get(CACHE_ENV):
+        return int(os.environ[CACHE_ENV])
+    return int(ray.cluster_resources().get("object_store_memory", 1 << 30) * STORE_SHARE)
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB" if n < 1e9 else f"{n / 1e9:,.2f} GB"
+
+
+def cache_choice(shard_set: ShardSet, split: str, cache: str) -> tuple[bool, str]:
+    """(materialize?, why) for one split under ``data.cache``."""
+    if cache != "auto":
+        return cache == "memory", f"data.cache: {cache}"
+    size, bound = decoded_bytes(shard_set, split), cache_bound()
+    verdict = "fits under" if size < bound else "exceeds"
+    return size < bound, f"{_mb(size)} decoded {verdict} the {_mb(bound)} bound (data.cache: auto)"
+
+
 def load_datasets(shard_set: ShardSet, splits: Sequence[str] = ("train", "val"),
-                  cache: str = "auto") -> dict[str, ray.data.Dataset]:
-    """One Ray dataset per split, streaming Parquet; materialized when ``cache`` says so."""
+                  cache: str = "auto", say: bool = False) -> dict[str, ray.data.Dataset]:
+    """One Ray dataset per split, streaming Parquet; materialized when ``cache`` says so (``say``: print
+    which, and why, per split)."""
     columns = tensor_columns(shard_set)
     out: dict[str, ray.data.Dataset] = {}
     for split in splits:
@@ -58,7 +85,11 @@ def load_datasets(shard_set: ShardSet, splits: Sequence[str] = ("train", "val"),
         # (several times slower; benchmarks/RESULTS.md, "Ingest").
         with parquet_reader_v1():
             ds = ray.data.read_parquet(files, override_num_blocks=len(files)).select_columns(columns)
-        if cache == "memory" or (cache == "auto" and split_bytes(shard_set, split) < CACHE_BYTES):
+        materialize, why = cache_choice(shard_set, split, cache)
+        if say:
+            print(f"data: {split} ({shard_set.rows(split)} rows) {'in memory' if materialize else 'streamed'}: {why}",
+                  flush=True)
+        if materialize:
             ds = ds.materialize()
         out[split] = ds
     return out

@@ -203,7 +203,7 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
     engine = choose_engine(exp)
     run_dir = storage / exp.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    datasets = ingest.load_datasets(shard_set, cache=exp.data.cache)
+    datasets = ingest.load_datasets(shard_set, cache=exp.data.cache, say=True)
     ctx = TrialContext(loaded=loaded, shard_set=shard_set, metric=metric, mode=mode, run_dir=str(run_dir),
                        tensorboard_dir=str(run_dir / "tensorboard"))
     trainable = tune.with_parameters(run_trial, ctx=ctx, datasets=datasets)

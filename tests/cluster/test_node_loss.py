@@ -19,6 +19,7 @@ pytestmark = pytest.mark.cluster
 EPOCHS = 6
 
 
+@pytest.mark.slow  # keeps the default run under 20 minutes on 2 cores; `make test-all` runs it
 def test_lost_node_restarts_its_trial_from_the_last_checkpoint(small_eeg: Path, tmp_path: Path) -> None:
     exp = {
         "name": "node-loss",

@@ -109,6 +109,7 @@ def test_resume_recovers_a_trial_whose_snapshot_checkpoint_was_deleted(
     _check_every_trial_finished(runs / NAME, 2)
 
 
+@pytest.mark.slow  # keeps the default run under 20 minutes on 2 cores; `make test-all` runs it
 def test_resume_that_cannot_recover_a_trial_says_so(ray_session: None, small_eeg: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """A checkpoint that exists but cannot be loaded: the trial ends in ERROR and the resume exits 1."""

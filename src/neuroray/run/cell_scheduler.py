@@ -60,6 +60,7 @@ class CellScheduler(FIFOScheduler):
         return self._groups[key]
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        """Hand a new trial to its group's scheduler (made now if it is the group's first)."""
         self._inner(trial).on_trial_add(tune_controller, trial)
 
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
@@ -72,6 +73,7 @@ class CellScheduler(FIFOScheduler):
         self._inner(trial).on_trial_complete(tune_controller, trial, result)
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        """Tell the trial's group it is gone."""
         self._inner(trial).on_trial_remove(tune_controller, trial)
 
     def debug_string(self) -> str:

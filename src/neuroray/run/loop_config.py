@@ -46,7 +46,7 @@ class LoopConfig(BaseModel):
     mode: str
     tensorboard_dir: str | None = None
     trial_name: str = "trial"
-    threads: int = 1
+    threads: float = 1.0  # resources.cpus_per_worker; torch gets at least one thread
     target_stats: dict[str, TargetStats] = {}
     phase_dir: str | None = None
 

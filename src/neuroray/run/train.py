@@ -147,7 +147,7 @@ def run_phases(config: LoopConfig | dict[str, Any], get_shard: ShardFn, report: 
     ``phase_dir`` are loaded instead of trained again.
     """
     cfg = LoopConfig.parse(config)
-    torch.set_num_threads(max(1, cfg.threads))
+    torch.set_num_threads(max(1, int(cfg.threads)))
     spec = cfg.spec.build()
     states: dict[str, dict[str, torch.Tensor]] = {}
     phases = cfg.phases

@@ -62,3 +62,24 @@ def test_several_metrics_make_each_cell_study_multi_objective() -> None:
     assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
     assert [t.values for t in study.trials] == [[1.0, 0.5], [0.9, 0.4], [0.8, 0.3]]
     assert len(study.best_trials) == 3  # the whole Pareto front
+
+
+def test_a_trial_the_scheduler_stopped_is_pruned_in_its_study() -> None:
+    """Told as PRUNED (its epochs kept as intermediate values), not COMPLETE with a half-trained value."""
+    import optuna
+
+    s = MatrixSearcher([Cell("a", 0)], parse_space({"lr": "loguniform(1e-4, 1e-2)"}), num_samples=3,
+                       metric="val/nrmse", mode="min", max_t=4)
+    for i, last in enumerate((4, 2)):
+        s.suggest(f"t{i}")
+        for epoch in range(1, last + 1):
+            s.on_trial_result(f"t{i}", {"val/nrmse": 1.0 - 0.1 * epoch, "training_iteration": epoch})
+        s.on_trial_complete(f"t{i}", {"val/nrmse": 1.0 - 0.1 * last, "training_iteration": last})
+    s.suggest("t2")
+    s.on_trial_complete("t2", None, error=True)
+    sub = s.subs[0]
+    assert sub is not None
+    states = [t.state for t in sub._ot_study.trials]
+    TS = optuna.trial.TrialState
+    assert states == [TS.COMPLETE, TS.PRUNED, TS.FAIL]
+    assert sub._ot_study.trials[1].intermediate_values == {1: 0.9, 2: 0.8}

@@ -32,8 +32,9 @@ class MatrixSearcher(Searcher):
 
     def __init__(self, cells: list[Cell], space: dict[str, Param], num_samples: int,
                  metric: str, mode: str, sampler: str = "tpe", seed: int = 0,
-                 objectives: list[tuple[str, str]] | None = None) -> None:
+                 objectives: list[tuple[str, str]] | None = None, max_t: int | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
+        self.max_t = max_t  # the final phase's epochs: a trial that ended before them was stopped by the scheduler
         self.cells, self.space, self.num_samples = cells, space, num_samples
         self.sampler, self.seed = sampler, seed
         # several (metric, mode) pairs → each cell's Optuna study is multi-objective
@@ -94,8 +95,13 @@ class MatrixSearcher(Searcher):
             sub.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        if (sub := self._sub(trial_id)) is not None:
-            sub.on_trial_complete(trial_id, result=result, error=error)
+        """Tell the trial's Optuna study how it ended: COMPLETE with its last value, FAIL, or PRUNED when the
+        scheduler stopped it before the last epoch (its reported epochs stay as intermediate values)."""
+        if (sub := self._sub(trial_id)) is None:
+            return
+        stopped = (not error and result is not None and self.max_t is not None
+                   and int(result.get("training_iteration", self.max_t)) < self.max_t)
+        sub.on_trial_complete(trial_id, result=None if stopped else result, error=error)  # no value → PRUNED
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

@@ -224,7 +224,8 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
         return tune.Tuner.restore(restore_from, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True).fit()
     searcher = MatrixSearcher(loaded.cells(), loaded.space(), exp.search.num_samples, metric, mode,
-                              sampler=exp.search.sampler, objectives=loaded.objectives)
+                              sampler=exp.search.sampler, objectives=loaded.objectives,
+                              max_t=exp.phases[-1].epochs)
     callbacks: list[Any] = [cb for cb in [wandb_callback(exp.name, run_dir, phase_chains(loaded))] if cb is not None]
     experiment_dir = storage_mod.join(storage_uri, exp.name) if storage_uri else str(run_dir.resolve())
     callbacks.append(StateBackup(experiment_dir))  # a last good state, for --resume after a full disk

@@ -83,3 +83,26 @@ def test_a_trial_the_scheduler_stopped_is_pruned_in_its_study() -> None:
     TS = optuna.trial.TrialState
     assert states == [TS.COMPLETE, TS.PRUNED, TS.FAIL]
     assert sub._ot_study.trials[1].intermediate_values == {1: 0.9, 2: 0.8}
+
+
+def test_every_cell_study_persists_in_one_journal(tmp_path: Path) -> None:
+    """optuna.load_study opens each cell's study from the run folder's journal, trials and states included."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from neuroray.run.searcher import study_name
+
+    journal = tmp_path / "optuna.journal"
+    cells = [Cell("a", 0), Cell("b", 1)]
+    s = MatrixSearcher(cells, parse_space({"lr": "loguniform(1e-4, 1e-2)"}), num_samples=2, metric="val/nrmse",
+                       mode="min", max_t=3, journal=str(journal))
+    for i in range(4):
+        s.suggest(f"t{i}")
+        s.on_trial_complete(f"t{i}", {"val/nrmse": 0.5, "training_iteration": 3 if i < 2 else 1})
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    for cell in cells:
+        study = optuna.load_study(study_name=study_name(cell), storage=storage)
+        assert [t.state.name for t in study.trials] == (["COMPLETE", "PRUNED"])
+        assert all(1e-4 <= t.params["lr"] <= 1e-2 for t in study.trials)
+    assert study_name(cells[1]) == "b-s1"

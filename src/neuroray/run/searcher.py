@@ -17,6 +17,8 @@ from ray.tune.search.optuna import OptunaSearch
 from neuroray.search_spaces.distributions import DefineByRun, Param
 from neuroray.search_spaces.experiment import Cell
 
+OPTUNA_JOURNAL = "optuna.journal"  # in the run folder: every cell's study, for optuna.load_study / optuna-dashboard
+
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """The Optuna sampler ``name`` (tpe, random, cmaes) seeded with ``seed``."""
@@ -27,14 +29,21 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
+def study_name(cell: Cell) -> str:
+    """A cell's Optuna study name in the run's journal: ``<arm>-s<seed>``."""
+    return f"{cell.arm}-s{cell.seed}"
+
+
 class MatrixSearcher(Searcher):
     """Tune searcher over the matrix: every (arm, seed) cell gets ``num_samples`` trials from its own Optuna study."""
 
     def __init__(self, cells: list[Cell], space: dict[str, Param], num_samples: int,
                  metric: str, mode: str, sampler: str = "tpe", seed: int = 0,
-                 objectives: list[tuple[str, str]] | None = None, max_t: int | None = None) -> None:
+                 objectives: list[tuple[str, str]] | None = None, max_t: int | None = None,
+                 journal: str | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
         self.max_t = max_t  # the final phase's epochs: a trial that ended before them was stopped by the scheduler
+        self.journal = journal  # one Optuna JournalStorage file for every cell's study (None: in memory only)
         self.cells, self.space, self.num_samples = cells, space, num_samples
         self.sampler, self.seed = sampler, seed
         # several (metric, mode) pairs → each cell's Optuna study is multi-objective
@@ -56,12 +65,19 @@ class MatrixSearcher(Searcher):
         modes: str | list[str] | None = mode
         if self.objectives:
             metrics, modes = [m for m, _ in self.objectives], [m for _, m in self.objectives]
+        storage = None
+        if self.journal and self.space:
+            from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
+
+            storage = JournalStorage(JournalFileBackend(self.journal))
         # define-by-run, so a parameter can depend on another's value (conditional spaces)
         self.subs = [
             OptunaSearch(space=DefineByRun(self.space), metric=metrics, mode=modes,
-                         sampler=make_sampler(self.sampler, self.seed + i))
+                         sampler=make_sampler(self.sampler, self.seed + i),
+                         storage=storage, study_name=study_name(cell) if storage is not None else None)
             if self.space else None
-            for i in range(len(self.cells))
+            for i, cell in enumerate(self.cells)
         ]
         return True
 

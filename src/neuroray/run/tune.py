@@ -24,7 +24,7 @@ from neuroray.errors import ConfigError
 from neuroray.run import ingest, session
 from neuroray.run.cell_scheduler import CellScheduler
 from neuroray.run.loop_config import LoopConfig, SpecRef
-from neuroray.run.searcher import MatrixSearcher
+from neuroray.run.searcher import OPTUNA_JOURNAL, MatrixSearcher
 from neuroray.run.state_backup import StateBackup
 from neuroray.run.tracking import trial_label, wandb_callback
 from neuroray.run.train import run_phases, torchtrainer_worker_loop
@@ -225,7 +225,7 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
                                   resume_errored=True).fit()
     searcher = MatrixSearcher(loaded.cells(), loaded.space(), exp.search.num_samples, metric, mode,
                               sampler=exp.search.sampler, objectives=loaded.objectives,
-                              max_t=exp.phases[-1].epochs)
+                              max_t=exp.phases[-1].epochs, journal=str(run_dir.resolve() / OPTUNA_JOURNAL))
     callbacks: list[Any] = [cb for cb in [wandb_callback(exp.name, run_dir, phase_chains(loaded))] if cb is not None]
     experiment_dir = storage_mod.join(storage_uri, exp.name) if storage_uri else str(run_dir.resolve())
     callbacks.append(StateBackup(experiment_dir))  # a last good state, for --resume after a full disk

@@ -30,8 +30,9 @@ def _all_rows(root: Path) -> pd.DataFrame:
 
 
 def _independent_rts(bids: Path) -> pd.DataFrame:
-    """Response times computed from the events files without neuroray: for each target, the first button
-    press after it, provided no new trial (or target) started in between."""
+    """Response times computed from the events files without neuroray, by the challenge's reference: a trial
+    is [its contrastTrial_start, the next one); for its first target, the first button press at or after it
+    and before the trial's end."""
     out = []
     for path in sorted(bids.glob("sub-*/eeg/*_task-contrastChangeDetection_*_events.tsv")):
         ev = pd.read_csv(path, sep="\t")
@@ -39,11 +40,18 @@ def _independent_rts(bids: Path) -> pd.DataFrame:
         onset, value = ev["onset"].to_numpy(float), ev["value"].astype(str).to_numpy()
         is_target = np.isin(value, ["left_target", "right_target"])
         is_press = np.char.endswith(value.astype(str), "_buttonPress")
-        is_boundary = is_target | (value == "contrastTrial_start")
+        starts = onset[value == "contrastTrial_start"]
         for i in np.flatnonzero(is_target):
-            nxt = [j for j in range(i + 1, len(ev)) if is_press[j] or is_boundary[j]]
-            if nxt and is_press[nxt[0]]:
-                out.append((subject, round(onset[i], 3), onset[nxt[0]] - onset[i]))
+            if not (starts <= onset[i]).any():
+                continue  # before every trial
+            t0 = starts[starts <= onset[i]].max()
+            later = starts[starts > onset[i]]
+            end = later.min() if len(later) else np.inf
+            if (is_target[:i] & (onset[:i] >= t0)).any():
+                continue  # not the trial's first target
+            presses = onset[is_press & (onset >= onset[i]) & (onset < end)]
+            if len(presses):
+                out.append((subject, round(onset[i], 3), presses.min() - onset[i]))
     return pd.DataFrame(out, columns=["subject", "target_onset_s", "rt"])
 
 

@@ -71,3 +71,4 @@ def expect_exit2(capsys: pytest.CaptureFixture[str]) -> ExpectExit2:
         return own[0]
 
     return check
+

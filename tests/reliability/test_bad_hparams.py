@@ -3,16 +3,13 @@ starts, one line naming the file, the phase and the key; before this, each start
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from fresh_process import refused_in_a_fresh_process
 
 BASE: dict[str, Any] = {
     "name": "bad-hp",
@@ -84,11 +81,5 @@ def test_refused_without_starting_ray_in_seconds(small_eeg: Path, tmp_path: Path
     """A fresh process: exit 2 in well under 15 s, and no Ray process was ever its child."""
     for name, edit, fragments in (CASES[0], CASES[12]):
         exp = _write(tmp_path / f"{name}.yaml", small_eeg, edit)
-        started = time.time()
-        done = subprocess.run([sys.executable, "-m", "neuroray", "run", str(exp), "--storage", str(tmp_path / "runs")],
-                              capture_output=True, text=True, timeout=60, env={**os.environ, "RAY_ADDRESS": ""})
-        assert done.returncode == 2, done.stderr[-2000:]
-        assert time.time() - started < 15
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and all(f in lines[0] for f in fragments), done.stderr
-        assert "Started a local Ray instance" not in done.stdout + done.stderr
+        lines = refused_in_a_fresh_process(exp, tmp_path / "runs")
+        assert len(lines) == 1 and all(f in lines[0] for f in fragments), lines

@@ -16,14 +16,19 @@ def test_unknown_subjects_are_named_with_those_present(hbn_tree: Path, tmp_path:
     assert not (tmp_path / "c1").exists()
 
 
-def test_too_few_subjects_after_skips_names_the_skipped_files(ray_session: None, hbn_tree: Path, tmp_path: Path,
-                                                               expect_exit2: Callable[..., str]) -> None:
-    tree = tmp_path / "bids"
+def _three_subjects(hbn_tree: Path, tree: Path) -> tuple[Path, list[Path]]:
+    """A copy of the session's HBN tree cut to three subjects (the fewest a split takes)."""
     tree.mkdir()
     shutil.copy(hbn_tree / "participants.tsv", tree)
     subjects = sorted(p for p in hbn_tree.glob("sub-*") if p.is_dir())[:3]
     for sub in subjects:
         shutil.copytree(sub, tree / sub.name)
+    return tree, subjects
+
+
+def test_too_few_subjects_after_skips_names_the_skipped_files(ray_session: None, hbn_tree: Path, tmp_path: Path,
+                                                               expect_exit2: Callable[..., str]) -> None:
+    tree, subjects = _three_subjects(hbn_tree, tmp_path / "bids")
     bad = next((tree / subjects[0].name).rglob("*_eeg.set"))
     bad.write_bytes(b"not an EEGLAB file")
     expect_exit2(["prepare", "eeg", "--bids", str(tree), "--out", str(tmp_path / "c1"), "--quiet"],
@@ -37,12 +42,7 @@ def test_a_fifo_or_folder_in_place_of_a_recording_is_skipped_by_name(ray_session
     """A named pipe would block MNE's reader forever; it is named (as is a folder) instead of read."""
     import os
 
-    tree = tmp_path / "bids"
-    tree.mkdir()
-    shutil.copy(hbn_tree / "participants.tsv", tree)
-    subjects = sorted(p for p in hbn_tree.glob("sub-*") if p.is_dir())[:3]
-    for sub in subjects:
-        shutil.copytree(sub, tree / sub.name)
+    tree, subjects = _three_subjects(hbn_tree, tmp_path / "bids")
     fifo = next((tree / subjects[0].name).rglob("*_eeg.set"))
     fifo.unlink()
     os.mkfifo(fifo)

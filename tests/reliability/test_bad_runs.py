@@ -220,6 +220,23 @@ def test_shard_set_with_an_empty_val_split(ray_session: None, tmp_path: Path,
             "training needs rows in both train and val", "more subjects/sessions", edit=spectrogram_phase)
 
 
+def test_shard_set_without_test_rows(shards: Path, ray_session: None, tmp_path: Path,
+                                     expect_exit2: Callable[..., str]) -> None:
+    """The report ranks arms on held-out test subjects: a set with none is refused before Ray starts, unless
+    the experiment opts out with evaluate.test: false."""
+    manifest = json.loads((shards / "manifest.json").read_text())
+    for rel in [r for r in manifest["files"] if r.startswith("test/")]:
+        (shards / rel).unlink()
+        del manifest["files"][rel]
+        manifest["sizes"].pop(rel, None)
+    manifest["rows"]["test"] = 0
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+    _run_on(shards, tmp_path, expect_exit2, f"data.shards: {shards.resolve()} has no rows in test;",
+            "set evaluate.test: false")
+    assert main(["validate", str(_write(tmp_path, _experiment(shards, lambda r: r.update(evaluate={"test": False}))))
+                 ]) == 0
+
+
 def test_target_column_not_in_the_shards(shards: Path, ray_session: None, tmp_path: Path,
                                          expect_exit2: Callable[..., str]) -> None:
     _run_on(shards, tmp_path, expect_exit2, f"phases.fit.target: column 'rt' is not in {shards}; columns: y",

@@ -97,3 +97,33 @@ def test_export_best_trial_with_parity(smoke_run: Path, capsys: pytest.CaptureFi
     assert diff <= 1e-4
     assert main(["export", str(smoke_run), "--trial", "nope"]) == 2
     assert main(["report", str(smoke_run)]) == 0
+
+
+def test_every_trial_is_scored_on_held_out_test_subjects(smoke_run: Path) -> None:
+    """Each trial's chosen (best-val) checkpoint scored on the test split: the same NRMSE a direct computation
+    over the test rows gives, the planted signal carries to unseen subjects, and the headline is on it."""
+    import numpy as np
+
+    from neuroray.datasets.shards import open_shard_set, tensor_column_to_numpy
+    from neuroray.run_folder.checkpoints import load_checkpoint
+
+    df = pd.read_csv(smoke_run / "results.csv")
+    ok = df[df["status"] == "OK"]
+    assert ok["test/nrmse"].notna().all() and ok["test/r"].notna().all()
+    assert ok["test/nrmse"].min() < 0.9  # the mean predictor scores 1.0
+    shards = open_shard_set(Path(json.loads((smoke_run / "run.json").read_text())["shards"]))
+    table = shards.read_split("test", ["x", "y"])
+    x, y = tensor_column_to_numpy(table.column("x")), table.column("y").to_numpy().astype(np.float64)
+    row = ok.iloc[0]
+    module = load_checkpoint(row["checkpoint"])
+    import torch
+
+    with torch.no_grad():
+        pred = module(torch.from_numpy(x).float()).double().numpy()
+    nrmse = float(np.sqrt(np.mean((pred - y) ** 2)) / y.std())
+    assert row["test/nrmse"] == pytest.approx(nrmse, rel=1e-4)
+    assert row["test/nrmse"] != pytest.approx(row["val/nrmse"], rel=1e-6)  # another split, not a copy of val
+    report = (smoke_run / "report.md").read_text()
+    assert "Headline on held-out test subjects: `test/nrmse`" in report
+    assert "| shallow | test/nrmse |" in report and "val/nrmse mean" in report
+    assert json.loads((smoke_run / "run.json").read_text())["test"] is True

@@ -27,12 +27,15 @@ def _display(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_table(stats: pd.DataFrame, trials: pd.DataFrame, metric: str, arms: list[str],
-                  baseline: str) -> pd.DataFrame:
-    """The monitored metric per arm (what `neuroray run` prints): seeds, trials, mean, std, CI, Δ, p."""
+                  baseline: str, beside: str | None = None) -> pd.DataFrame:
+    """The headline metric per arm (what `neuroray run` prints): its name, seeds, trials, mean, std, CI, Δ, p;
+    ``beside``: the mean of that metric too (val beside test)."""
     s = stats[stats["metric"] == metric].set_index("arm")
-    rows = [{"arm": a, "seeds": int(s.at[a, "n"]), "trials": int((trials["arm"] == a).sum()),
+    b = stats[stats["metric"] == beside].set_index("arm") if beside else None
+    rows = [{"arm": a, "metric": metric, "seeds": int(s.at[a, "n"]), "trials": int((trials["arm"] == a).sum()),
              "mean": s.at[a, "mean"], "std": s.at[a, "std"], "ci_low": s.at[a, "ci_low"],
-             "ci_high": s.at[a, "ci_high"], f"delta_vs_{baseline}": s.at[a, "delta"], "p_value": s.at[a, "p_value"]}
+             "ci_high": s.at[a, "ci_high"], f"delta_vs_{baseline}": s.at[a, "delta"], "p_value": s.at[a, "p_value"],
+             **({f"{beside} mean": b.at[a, "mean"]} if b is not None else {})}
             for a in arms]
     return pd.DataFrame(rows)
 
@@ -59,12 +62,14 @@ def _figures(src: Source, cells: pd.DataFrame, out: Path) -> list[tuple[str, Pat
 
 
 def build(src: Source, out: Path, baseline: str | None = None, combine: Source | None = None) -> pd.DataFrame:
-    """Write report.csv/.md/.html (+ PNGs) for ``src`` into ``out``; returns the monitored-metric summary."""
+    """Write report.csv/.md/.html (+ PNGs) for ``src`` into ``out``; returns the headline summary (held-out
+    ``test/…`` when the run scored it, else the monitored metric)."""
     out.mkdir(parents=True, exist_ok=True)
-    metric, mode, arms = src.metric, src.mode, src.arms
+    metric, mode, arms, head = src.metric, src.mode, src.arms, src.headline
     base = resolve_baseline(baseline, arms)
-    cells, scored = add_challenge_scores(best_per_cell(src.trials, metric, mode))
-    metrics = [metric] + [m for m in metric_columns(src.trials) if m != metric] + scored
+    cells, scored = add_challenge_scores(best_per_cell(src.trials, metric, mode))  # chosen on val, always
+    first = [head, metric] if head != metric else [metric]
+    metrics = first + [m for m in metric_columns(src.trials) if m not in first] + scored
     stats = arm_stats(cells, arms, base, metrics)
     eeg_lines = [f"EEG2025 score from this run's metric pairs: {', '.join(f'`{s}`' for s in scored)}."] if scored \
         else []
@@ -75,7 +80,7 @@ def build(src: Source, out: Path, baseline: str | None = None, combine: Source |
     elif not scored and "nrmse" in metric:
         eeg_lines.append("Not computed: needs challenge 1 and 2 NRMSE — `neuroray report RUN_C1 --combine RUN_C2`, "
                          "or metric pairs such as val/nrmse_c1 + val/nrmse_c2 in one run.")
-    summary = summary_table(stats, src.trials, metric, arms, base)
+    summary = summary_table(stats, src.trials, head, arms, base, beside=metric if head != metric else None)
     figs = _figures(src, cells, out)
     csv_text = stats.map(fmt)
     atomic_write(out / "report.csv", lambda p: csv_text.to_csv(p, index=False))
@@ -97,13 +102,21 @@ class _Parts:
 
     def intro(self) -> list[str]:
         """The report's opening lines: the run, its cells and trials, and how the statistics read."""
-        s, m = self.src, self.src.metric
+        s, m, head = self.src, self.src.metric, self.src.headline
         failed = int((s.trials["status"] == "ERROR").sum()) if "status" in s.trials else 0
         lines = [f"Monitored metric `{m}` ({s.mode}). Each (arm, seed) cell contributes its best trial by `{m}` "
                  f"({self.n_cells} cells, {len(s.trials)} trials, {failed} failed). Per arm and metric: mean ± std "
                  "over seeds and the 95 % t-interval of the mean (n = seeds); Δ = mean over the seeds both arms "
                  f"have of (arm − baseline `{self.baseline}`), p = paired t-test over those seeds (n_pairs; "
                  f"Wilcoxon signed-rank too from 6 pairs). {NA} = undefined (e.g. fewer than 2 seeds/pairs)."]
+        if head != m:
+            lines.append(f"**Headline on held-out test subjects: `{head}`.** Trials, epochs and each cell's pick were "
+                         f"chosen on `{m}`; the chosen checkpoint was then scored once on the test split, which no "
+                         f"trial trained or was selected on. `{m}` is shown beside it (its mean flatters every arm: "
+                         "it chose them).")
+        else:
+            lines.append(f"**No held-out test:** arms are ranked on `{m}`, the numbers that chose each cell's trial, "
+                         "so every mean is optimistic (`evaluate.test: false`, or a run from before test scoring).")
         if s.info.pruned_across_arms:
             lines.append(f"**Pruned across arms** ({s.info.pruning}, `scheduler.scope: global`): trials of different "
                          "arms competed for the scheduler's rungs, so an arm that learns slowly but ends better was "
@@ -115,8 +128,9 @@ class _Parts:
         ok = s.trials[s.trials[m].notna()] if m in s.trials else s.trials.iloc[0:0]
         if not ok.empty:
             best = ok.loc[best_index(ok[m], s.mode)]
-            lines.append(f"Best trial: `{best['trial_id']}` (arm {best['arm']}, seed {best['seed']}): "
-                         f"{m} = {fmt(best[m])}; checkpoint `{best.get('checkpoint')}`.")
+            also = f", {head} = {fmt(best.get(head))}" if head != m else ""
+            lines.append(f"Best trial by `{m}`: `{best['trial_id']}` (arm {best['arm']}, seed {best['seed']}): "
+                         f"{m} = {fmt(best[m])}{also}; checkpoint `{best.get('checkpoint')}`.")
         return lines
 
     def trials_table(self) -> pd.DataFrame:
@@ -140,7 +154,7 @@ class _Parts:
     def html(self) -> str:
         """report.html: one self-contained page (figures inlined as data URIs)."""
         body = [H.paragraph(line) for line in self.intro()]
-        body += ["<h2>Monitored metric per arm</h2>", H.table(_display(self.summary), "summary", self.baseline),
+        body += [f"<h2>{self.src.headline} per arm</h2>", H.table(_display(self.summary), "summary", self.baseline),
                  "<h2>All metrics per arm</h2>", H.paragraph("Same numbers as report.csv."),
                  H.table(_display(self.stats), "arm-stats", self.baseline)]
         if self.eeg_lines:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from neuroray.errors import NeurorayError
 from neuroray.reports.selection import best_index
 
-__all__ = ["NA", "RunInfo", "Source", "fmt", "markdown_table", "resolve_baseline", "best_arm"]
+__all__ = ["NA", "RunInfo", "Source", "held_out", "fmt", "markdown_table", "resolve_baseline", "best_arm"]
 
 NA = "—"
 
@@ -36,6 +36,7 @@ class RunInfo(BaseModel):
     shards: str | None = None
     pruning: str = ""  # the scheduler and its scope ("asha within each cell"); "" = none
     pruned_across_arms: bool = False  # a scheduler compared trials of different arms (scheduler.scope: global)
+    test: bool = False  # each trial's chosen checkpoint was scored on the held-out test split (test/… columns)
 
 
 @dataclass
@@ -53,6 +54,13 @@ class Source:
         return self.info.metric
 
     @property
+    def headline(self) -> str:
+        """What the report ranks arms on: the held-out ``test/…`` twin of the monitored metric when the run
+        scored it, else the monitored (selection) metric itself."""
+        twin = held_out(self.metric)
+        return twin if self.info.test and twin in self.trials else self.metric
+
+    @property
     def mode(self) -> str:
         """``min`` or ``max``: which way the monitored metric is better."""
         return self.info.mode
@@ -61,6 +69,11 @@ class Source:
     def arms(self) -> list[str]:
         """The run's arms, in the experiment's order."""
         return list(self.info.arms)
+
+
+def held_out(metric: str) -> str:
+    """``val/nrmse`` → ``test/nrmse``: the held-out column of a monitored metric."""
+    return "test/" + metric.split("/", 1)[1] if metric.startswith("val/") else "test/" + metric
 
 
 def fmt(v: Any) -> str:

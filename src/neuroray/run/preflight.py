@@ -122,8 +122,9 @@ def _scorable(key: str, shard_set: ShardSet, column: str) -> None:
 
 
 def check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
-    """What an experiment needs of an opened shard set: as data.prepare says, rows in train and val, the
-    modality of every trainable, every column named, every arm's modules buildable. Errors name the file."""
+    """What an experiment needs of an opened shard set: as data.prepare says, rows in train and val (and test
+    unless evaluate.test is false), the modality of every trainable, every column named, every arm's modules
+    buildable. Errors name the file."""
     try:
         _check_shard_set(loaded, shard_set)
     except ConfigError as e:
@@ -141,6 +142,10 @@ def _check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
     if empty:
         raise ShardSetError(f"data.shards: {shard_set.root} has no rows in {' and '.join(empty)}; training needs "
                             "rows in both train and val. Prepare it from more subjects/sessions")
+    if loaded.model.evaluate.test and (shard_set.rows("test") == 0 or not shard_set.files("test")):
+        raise ShardSetError(f"data.shards: {shard_set.root} has no rows in test; the report ranks arms on held-out "
+                            "test subjects. Prepare it from more subjects/sessions, or set evaluate.test: false "
+                            "to rank on val")
     for phase in loaded.model.phases:
         want = registry.get(phase.trainable).modality
         if want != shard_set.manifest["modality"]:

@@ -17,10 +17,12 @@ from neuroray.datasets.synthetic import write_synthetic_eeg
 from neuroray.errors import NeurorayError
 from neuroray.outputs import atomic_write
 from neuroray.reports import folder as report
+from neuroray.reports.source import held_out
 from neuroray.run import results, resume_repair, session, state_backup
 from neuroray.run.preflight import PREPARED_BY, check_prepare_target, check_shard_set, existing_shards, prepared_by
 from neuroray.run.prepare import prepare_eeg, print_result
-from neuroray.run.tune import check_resources, run_experiment
+from neuroray.run.test_scores import add_test_scores
+from neuroray.run.tune import check_resources, max_concurrency, run_experiment
 from neuroray.run_folder import storage as storage_mod
 from neuroray.search_spaces.experiment import LoadedExperiment
 from neuroray.search_spaces.schema import PrepareCommand, PrepareEEG, PrepareSpectrograms, PrepareVolumes, SyntheticEEG
@@ -183,13 +185,16 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
     if remote:  # checkpoint URIs keep the storage's ?endpoint_override=…, so export reaches the same server
         trials["checkpoint"] = [storage_mod.with_query(c, remote) if isinstance(c, str) else c
                                 for c in trials["checkpoint"]]
+    scored = loaded.model.evaluate.test
+    if scored:  # selection above was on val; the report's headline is on subjects it never saw
+        trials = add_test_scores(trials, loaded, shard_set, tasks=max_concurrency(loaded.model, conn.embedded))
     sched = loaded.model.scheduler
     pruning = "" if sched.type == "none" else f"{sched.type} within each {sched.scope}" if sched.scope != "global" \
         else f"{sched.type} across all trials"
     arms = report.write_reports(run_dir, trials, loaded.name, metric, mode, loaded.arms,
                                 shards=str(shard_set.root.resolve()), history=history, baseline=loaded.baseline,
                                 pruning=pruning, pruned_across_arms=sched.type != "none" and sched.scope == "global"
-                                and len(loaded.arms) > 1)
+                                and len(loaded.arms) > 1, test=scored)
     remote_dir = storage_mod.upload_summary(run_dir, remote, loaded.name) if remote else None
     errored = set(trials.loc[trials["status"] != "OK", "trial_id"].astype(str))
     return RunSummary(loaded.name, shard_set, run_dir, metric, mode, trials, arms, time.time() - start, remote_dir,
@@ -203,8 +208,10 @@ def print_summary(summary: RunSummary) -> None:
     print(report.markdown_table(summary.arms))
     best = summary.best
     if best is not None:
-        print(f"best trial {best['trial_id']} (arm {best['arm']}, seed {best['seed']}): "
-              f"{summary.metric} = {best[summary.metric]:.4f}")
+        test = held_out(summary.metric)
+        also = f", {test} = {best[test]:.4f}" if test in best and pd.notna(best[test]) else ""
+        print(f"best trial by {summary.metric} {best['trial_id']} (arm {best['arm']}, seed {best['seed']}): "
+              f"{summary.metric} = {best[summary.metric]:.4f}{also}")
     print(f"results: {summary.run_dir / 'results.csv'}\nreport:  {summary.run_dir / 'report.md'}\n"
           f"tensorboard --logdir {summary.run_dir / 'tensorboard'}\nW&B offline runs: {summary.run_dir / 'wandb'}")
     if summary.remote:

@@ -172,6 +172,13 @@ class Scheduler(Strict):
     scope: Literal["cell", "arm", "global"] = "cell"
 
 
+class Evaluate(Strict):
+    """``evaluate``: whether each trial's chosen checkpoint is scored on the held-out ``test`` split."""
+
+    # false: the report ranks arms on val (the numbers that chose the trials) and says "no held-out test"
+    test: bool = True
+
+
 class Metric(Strict):
     """A monitored metric and whether lower or higher is better."""
 
@@ -225,6 +232,7 @@ class Experiment(Strict):
     matrix: Matrix = Field(default_factory=Matrix)
     search: Search = Field(default_factory=Search)
     scheduler: Scheduler = Field(default_factory=Scheduler)
+    evaluate: Evaluate = Field(default_factory=Evaluate)
     # one metric, or several for a multi-objective search (the first drives the scheduler and reports)
     metric: Metric | list[Metric] | None = None
     resources: Resources = Field(default_factory=Resources)

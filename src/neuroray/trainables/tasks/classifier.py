@@ -1,4 +1,5 @@
-"""What every classifier shares: the train/val/test steps, their logged metrics (AUROC, accuracy, F1 of
+"""What every classifier shares: the train/val steps (held-out test scores reuse the val code:
+``trainables/evaluate.py``), their logged metrics (AUROC, accuracy, F1 of
 ``metrics.ClassificationMetrics``) and the monitored ``val/auroc``. A task supplies ``_loss(batch)`` →
 (loss, logits, labels) and, optionally, ``train_batch`` (train-time augmentation)."""
 
@@ -27,11 +28,10 @@ class ClassifierSteps(Task):
     scorer: ClassVar[str] = "classification"
 
     def init_metrics(self, n_classes: int) -> None:
-        """Validation and test metrics for ``n_classes`` (at least 2)."""
+        """Validation metrics for ``n_classes`` (at least 2)."""
         if n_classes < 2:
             raise ConfigError(f"hparams.n_classes: {n_classes}; a classifier needs at least 2")
         self.val_metrics = ClassificationMetrics(n_classes)
-        self.test_metrics = ClassificationMetrics(n_classes)
 
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -53,14 +53,7 @@ class ClassifierSteps(Task):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_metrics)
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_metrics)
-
     def on_validation_epoch_end(self) -> None:
         # torchmetrics syncs its own states across workers; Lightning must not reduce them again.
         for name, value in self.val_metrics.compute_and_reset().items():
             self.log(f"val/{name}", value, sync_dist=False)
-
-    def on_test_epoch_end(self) -> None:
-        for name, value in self.test_metrics.compute_and_reset().items():
-            self.log(f"test/{name}", value, sync_dist=False)

@@ -77,6 +77,9 @@ CONFIGS = [  # (id, edit of the base experiment, fragments of the error line)
     # Ray's own resource names there would double-book the trial; refused by the schema, before Ray starts
     ("driver-resources-cpu", lambda r: r.update(resources={"driver_resources": {"cpu": 1, "trial_driver": 1}}),
      ["resources.driver_resources: cpu is not a custom resource; set cpus_per_worker / gpus_per_worker instead"]),
+    ("one-fold", lambda r: r.update(matrix={"folds": 1}), ["matrix.folds", "greater than or equal to 2"]),
+    ("scheduler-scope", lambda r: r.update(scheduler={"type": "asha", "scope": "foo"}),
+     ["scheduler.scope", "'cell', 'arm' or 'global'"]),
 ]
 
 
@@ -235,6 +238,13 @@ def test_shard_set_without_test_rows(shards: Path, ray_session: None, tmp_path: 
             "set evaluate.test: false")
     assert main(["validate", str(_write(tmp_path, _experiment(shards, lambda r: r.update(evaluate={"test": False}))))
                  ]) == 0
+
+
+def test_more_folds_than_subjects(shards: Path, ray_session: None, tmp_path: Path,
+                                  expect_exit2: Callable[..., str]) -> None:
+    """8 subjects, one of them in test: 7 can fill at most 7 subject folds; refused before Ray starts."""
+    _run_on(shards, tmp_path, expect_exit2, "matrix.folds: 9 folds, but the train+val splits of",
+            "hold only 7 distinct subject values; use 2..7", edit=lambda r: r.update(matrix={"folds": 9}))
 
 
 def test_target_column_not_in_the_shards(shards: Path, ray_session: None, tmp_path: Path,

@@ -72,7 +72,7 @@ def assert_html_matches_csv(html_text: str, csv_path: Path) -> pd.DataFrame:
     assert shown == csv.values.tolist()
     # …and the numbers, as numbers (a formatting change must not silently round only one side).
     for h, c in zip(shown, csv.values.tolist(), strict=True):
-        for hv, cv in zip(h[2:], c[2:], strict=True):
+        for hv, cv in zip(h[2:-1], c[2:-1], strict=True):  # the last column names the test used
             assert (hv == cv == "") or float(hv) == float(cv)
     return csv
 
@@ -114,7 +114,7 @@ C2 = {"full": {0: 0.98, 1: 0.99}, "supervised": {0: 1.00, 1: 1.02}}
 def test_report_files_agree_and_baseline_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = _write_run(tmp_path, "c1", C1)
     for name in ("report.md", "report.csv", "report.html", "learning_curves.png", "param_importance.png",
-                 "history.parquet", "results.parquet"):
+                 "units.png", "history.parquet", "results.parquet"):
         assert (run_dir / name).is_file(), name
     assert json.loads((run_dir / "run.json").read_text())["baseline"] == "full"
     csv = assert_html_matches_csv((run_dir / "report.html").read_text(), run_dir / "report.csv")
@@ -126,7 +126,7 @@ def test_report_files_agree_and_baseline_override(tmp_path: Path, capsys: pytest
     assert "![Learning curves](learning_curves.png)" in md and "![Parameter importance](param_importance.png)" in md
     assert "| supervised |" in md and "delta_vs_full" in md
     html_text = (run_dir / "report.html").read_text()
-    assert html_text.count("data:image/png;base64,") == 2  # self-contained: no file or network references
+    assert html_text.count("data:image/png;base64,") == 3  # self-contained: no file or network references
     assert not re.search(r'(src|href)="(?!data:)', html_text) and "<script" not in html_text
 
     assert main(["report", str(run_dir), "--baseline", "supervised"]) == 0

@@ -28,31 +28,44 @@ def _display(df: pd.DataFrame) -> pd.DataFrame:
 
 def summary_table(stats: pd.DataFrame, trials: pd.DataFrame, metric: str, arms: list[str],
                   baseline: str, beside: str | None = None) -> pd.DataFrame:
-    """The headline metric per arm (what `neuroray run` prints): its name, seeds, trials, mean, std, CI, Δ, p;
+    """The headline metric per arm (what `neuroray run` prints): its name, units, trials, mean, std, CI, Δ with
+    its CI, p and the test that gave it;
     ``beside``: the mean of that metric too (val beside test)."""
     s = stats[stats["metric"] == metric].set_index("arm")
     b = stats[stats["metric"] == beside].set_index("arm") if beside else None
-    rows = [{"arm": a, "metric": metric, "seeds": int(s.at[a, "n"]), "trials": int((trials["arm"] == a).sum()),
+    rows = [{"arm": a, "metric": metric, "n": int(s.at[a, "n"]), "trials": int((trials["arm"] == a).sum()),
              "mean": s.at[a, "mean"], "std": s.at[a, "std"], "ci_low": s.at[a, "ci_low"],
-             "ci_high": s.at[a, "ci_high"], f"delta_vs_{baseline}": s.at[a, "delta"], "p_value": s.at[a, "p_value"],
+             "ci_high": s.at[a, "ci_high"], f"delta_vs_{baseline}": s.at[a, "delta"],
+             "delta_ci_low": s.at[a, "delta_ci_low"], "delta_ci_high": s.at[a, "delta_ci_high"],
+             "p_value": s.at[a, "p_value"], "test": s.at[a, "test"],
              **({f"{beside} mean": b.at[a, "mean"]} if b is not None else {})}
             for a in arms]
     return pd.DataFrame(rows)
 
 
-def _figures(src: Source, cells: pd.DataFrame, out: Path) -> list[tuple[str, Path | None, str]]:
+def _figures(src: Source, cells: pd.DataFrame, stats: pd.DataFrame, baseline: str,
+             out: Path) -> list[tuple[str, Path | None, str]]:
     """(title, PNG or None, note) per figure section."""
     curves_png, imp_png = out / report_plots.LEARNING_CURVES, out / report_plots.IMPORTANCE
-    for stale in (curves_png, imp_png):  # a figure this report cannot make must not survive from an older one
+    units_png = out / report_plots.UNITS
+    for stale in (curves_png, imp_png, units_png):  # a figure this report cannot make must not survive
         stale.unlink(missing_ok=True)
+    head = src.headline
+    sections: list[tuple[str, Path | None, str]] = []
+    if head in cells and cells[head].notna().any():
+        sections.append((f"{head} per unit", report_plots.units_png(cells, stats, head, src.arms, baseline,
+                                                                    units_png),
+                         f"Each point is one unit (one seed{', one fold' if src.info.folds else ''}): the {head} of "
+                         "its cell's chosen trial. Black: the arm's mean and 95 % interval; dashed: the baseline "
+                         f"`{baseline}`'s mean."))
     curves = learning_curves(src.history, cells, src.metric)
     if curves.empty:
-        sections: list[tuple[str, Path | None, str]] = [("Learning curves", None, (
-            f"No learning curves: the run folder has no per-epoch history (history.parquet) of {src.metric}."))]
+        sections.append(("Learning curves", None, (
+            f"No learning curves: the run folder has no per-epoch history (history.parquet) of {src.metric}.")))
     else:
         png = report_plots.learning_curves_png(curves, src.metric, src.arms, curves_png)
-        sections = [("Learning curves", png, f"{src.metric} per epoch of each cell's chosen trial: mean over "
-                     "seeds, band ± 1 std where ≥ 2 seeds reached that epoch (n = seeds in the legend).")]
+        sections.append(("Learning curves", png, f"{src.metric} per epoch of each cell's chosen trial: mean over "
+                         "units, band ± 1 std where ≥ 2 units reached that epoch (n = units in the legend)."))
     imp, note = param_importances(src.trials, src.metric, src.mode)
     if imp:
         note += ": " + ", ".join(f"{k} {fmt(v)}" for k, v in imp.items()) + "."
@@ -70,7 +83,7 @@ def build(src: Source, out: Path, baseline: str | None = None, combine: Source |
     cells, scored = add_challenge_scores(best_per_cell(src.trials, metric, mode))  # chosen on val, always
     first = [head, metric] if head != metric else [metric]
     metrics = first + [m for m in metric_columns(src.trials) if m not in first] + scored
-    stats = arm_stats(cells, arms, base, metrics)
+    stats = arm_stats(cells, arms, base, metrics, ratio=src.info.fold_ratio if src.info.folds else 0.0)
     eeg_lines = [f"EEG2025 score from this run's metric pairs: {', '.join(f'`{s}`' for s in scored)}."] if scored \
         else []
     if combine is not None:
@@ -81,10 +94,10 @@ def build(src: Source, out: Path, baseline: str | None = None, combine: Source |
         eeg_lines.append("Not computed: needs challenge 1 and 2 NRMSE — `neuroray report RUN_C1 --combine RUN_C2`, "
                          "or metric pairs such as val/nrmse_c1 + val/nrmse_c2 in one run.")
     summary = summary_table(stats, src.trials, head, arms, base, beside=metric if head != metric else None)
-    figs = _figures(src, cells, out)
+    figs = _figures(src, cells, stats, base, out)
     csv_text = stats.map(fmt)
     atomic_write(out / "report.csv", lambda p: csv_text.to_csv(p, index=False))
-    parts = _Parts(src, base, summary, stats, eeg_lines, figs, len(cells))
+    parts = _Parts(src, base, summary, stats, eeg_lines, figs, cells)
     atomic_write(out / "report.md", lambda p: p.write_text(parts.markdown()))
     atomic_write(out / "report.html", lambda p: p.write_text(parts.html()))
     return summary
@@ -98,17 +111,23 @@ class _Parts:
     stats: pd.DataFrame
     eeg_lines: list[str]
     figs: list[tuple[str, Path | None, str]]
-    n_cells: int
+    cells: pd.DataFrame
 
     def intro(self) -> list[str]:
         """The report's opening lines: the run, its cells and trials, and how the statistics read."""
         s, m, head = self.src, self.src.metric, self.src.headline
         failed = int((s.trials["status"] == "ERROR").sum()) if "status" in s.trials else 0
-        lines = [f"Monitored metric `{m}` ({s.mode}). Each (arm, seed) cell contributes its best trial by `{m}` "
-                 f"({self.n_cells} cells, {len(s.trials)} trials, {failed} failed). Per arm and metric: mean ± std "
-                 "over seeds and the 95 % t-interval of the mean (n = seeds); Δ = mean over the seeds both arms "
-                 f"have of (arm − baseline `{self.baseline}`), p = paired t-test over those seeds (n_pairs; "
-                 f"Wilcoxon signed-rank too from 6 pairs). {NA} = undefined (e.g. fewer than 2 seeds/pairs)."]
+        folds = s.info.folds
+        cell, unit = ("(arm, seed, fold)", "(seed, fold) units") if folds else ("(arm, seed)", "seeds")
+        test = (f"the Nadeau–Bengio corrected resampled t-test (the {folds} subject folds share training subjects; "
+                f"variance × (1/n + {fmt(s.info.fold_ratio)}), n_val/n_train = {fmt(s.info.fold_ratio)}), the same "
+                "correction on every interval") if folds else "the paired t-test"
+        lines = [f"Monitored metric `{m}` ({s.mode}). Each {cell} cell contributes its best trial by `{m}` "
+                 f"({len(self.cells)} cells, {len(s.trials)} trials, {failed} failed). Per arm and metric: mean ± std "
+                 f"over {unit} and the 95 % t-interval of the mean (n = {unit}); Δ = mean over the units both arms "
+                 f"have of (arm − baseline `{self.baseline}`) with its 95 % interval, p = {test} over those units "
+                 f"(n_pairs; Wilcoxon signed-rank too from 6 pairs). {NA} = undefined (e.g. fewer than 2 units)."]
+        lines += self.warnings()
         if head != m:
             lines.append(f"**Headline on held-out test subjects: `{head}`.** Trials, epochs and each cell's pick were "
                          f"chosen on `{m}`; the chosen checkpoint was then scored once on the test split, which no "
@@ -129,9 +148,30 @@ class _Parts:
         if not ok.empty:
             best = ok.loc[best_index(ok[m], s.mode)]
             also = f", {head} = {fmt(best.get(head))}" if head != m else ""
-            lines.append(f"Best trial by `{m}`: `{best['trial_id']}` (arm {best['arm']}, seed {best['seed']}): "
+            fold = f", fold {int(best['fold'])}" if "fold" in best and pd.notna(best["fold"]) else ""
+            lines.append(f"Best trial by `{m}`: `{best['trial_id']}` (arm {best['arm']}, seed {best['seed']}{fold}): "
                          f"{m} = {fmt(best[m])}{also}; checkpoint `{best.get('checkpoint')}`.")
         return lines
+
+    def warnings(self) -> list[str]:
+        """Words where the numbers cannot carry the verdict: too few units, chosen trials stopped early."""
+        out: list[str] = []
+        if self.cells.empty:
+            return out
+        units = self.cells.groupby("arm").size()
+        if int(units.min()) < 3:
+            out.append(f"**Few units:** {', '.join(f'{a} n = {int(n)}' for a, n in units.items() if n < 3)}. With "
+                       "fewer than 3 units per arm an interval is very wide (or undefined) and a p-value cannot be "
+                       "trusted; add seeds or `matrix.folds` before reading a verdict here.")
+        last = self.src.info.epochs
+        if last and "epochs" in self.cells:
+            early = self.cells[self.cells["epochs"] < last].groupby("arm").size()
+            if len(early):
+                out.append("**Stopped early:** " + ", ".join(
+                    f"{a}: {int(k)} of {int(units[a])} chosen trials" for a, k in early.items())
+                    + f" ended before epoch {last} (the scheduler stopped them), so those arms are compared "
+                    "partly trained.")
+        return out
 
     def trials_table(self) -> pd.DataFrame:
         """Every trial's row as report.csv shows it (cells formatted once with ``fmt``)."""

@@ -41,14 +41,16 @@ def best_trial(df: pd.DataFrame, metric: str, mode: str) -> pd.Series | None:
 def write_reports(run_dir: Path, df: pd.DataFrame, name: str, metric: str, mode: str,
                   arms: list[str], shards: str | None = None, baseline: str | None = None,
                   history: pd.DataFrame | None = None, pruning: str = "",
-                  pruned_across_arms: bool = False, test: bool = False) -> pd.DataFrame:
+                  pruned_across_arms: bool = False, test: bool = False, folds: int = 0, fold_ratio: float = 0.0,
+                  epochs: int = 0) -> pd.DataFrame:
     """Persist the run (run.json, results.csv/.parquet, history.parquet), then write its report
     (report.csv/.md/.html + PNGs); returns the per-arm headline table (``test``: the trials carry held-out
     ``test/…`` scores, and the headline is on them)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     base = resolve_baseline(baseline, arms)
     info = RunInfo(name=name, metric=metric, mode=mode, arms=arms, baseline=base, shards=shards,
-                   pruning=pruning, pruned_across_arms=pruned_across_arms, test=test)
+                   pruning=pruning, pruned_across_arms=pruned_across_arms, test=test,
+                   folds=folds, fold_ratio=fold_ratio, epochs=epochs)
     atomic_write(run_dir / RUN_INFO, lambda p: p.write_text(info.model_dump_json(indent=2)))
     atomic_write(run_dir / "results.csv", lambda p: df.to_csv(p, index=False))
     atomic_write(run_dir / "results.parquet", lambda p: df.to_parquet(p, index=False))

@@ -15,6 +15,7 @@ from neuroray.outputs import atomic_write
 
 LEARNING_CURVES = "learning_curves.png"
 IMPORTANCE = "param_importance.png"
+UNITS = "units.png"
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -56,4 +57,31 @@ def importance_png(importances: dict[str, float], metric: str, path: Path) -> Pa
     ax.set_title("Optuna parameter importance")
     ax.set_xlim(0, max(1.0, max(importances.values())))
     ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def units_png(cells: pd.DataFrame, stats: pd.DataFrame, metric: str, arms: list[str], baseline: str,
+              path: Path) -> Path:
+    """Per arm, side by side: every unit's ``metric`` (points; a unit = one seed[, fold]), the arm's mean and
+    95 % interval (bar), and the baseline's mean as a dashed line across."""
+    import numpy as np
+
+    row = stats[stats["metric"] == metric].set_index("arm")
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(arms) + 2), 4.2))
+    rng = np.random.default_rng(0)  # jitter only: the same picture every rebuild
+    for i, arm in enumerate(arms):
+        values = cells.loc[cells["arm"] == arm, metric].dropna().to_numpy(float) if metric in cells else []
+        color = "#7f7f7f" if arm == baseline else f"C{i}"
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=18, alpha=0.7, color=color, zorder=3)
+        if arm in row.index and not pd.isna(row.at[arm, "mean"]):
+            mean, lo, hi = (float(row.at[arm, k]) for k in ("mean", "ci_low", "ci_high"))
+            err = None if pd.isna(lo) else [[mean - lo], [hi - mean]]
+            ax.errorbar([i + 0.28], [mean], yerr=err, fmt="D", color="black", ms=5, capsize=4, zorder=4)
+    if baseline in row.index and not pd.isna(row.at[baseline, "mean"]):
+        ax.axhline(float(row.at[baseline, "mean"]), color="#7f7f7f", ls="--", lw=1, label=f"{baseline} mean")
+        ax.legend(fontsize=8)
+    ax.set_xticks(range(len(arms)), [f"{a}\n(n={int(row.at[a, 'n'])})" if a in row.index else a for a in arms])
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: every unit (points), mean and 95 % interval")
+    ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)

@@ -37,6 +37,9 @@ class RunInfo(BaseModel):
     pruning: str = ""  # the scheduler and its scope ("asha within each cell"); "" = none
     pruned_across_arms: bool = False  # a scheduler compared trials of different arms (scheduler.scope: global)
     test: bool = False  # each trial's chosen checkpoint was scored on the held-out test split (test/… columns)
+    folds: int = 0  # matrix.folds (0: one fixed split; units are seeds)
+    fold_ratio: float = 0.0  # the folds' mean n_val/n_train: the Nadeau–Bengio correction
+    epochs: int = 0  # the final phase's epochs: a chosen trial that ended before them was stopped early
 
 
 @dataclass

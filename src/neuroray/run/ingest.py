@@ -1,4 +1,5 @@
-"""Shard set → Ray datasets: numeric columns only (strings cannot become tensors), cached when small."""
+"""Shard set → Ray datasets: numeric columns only (strings cannot become tensors), cached when small; per
+subject fold, the train+val rows filtered by group."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import ray.data
 
+from neuroray.datasets.folds import FoldPlan
 from neuroray.datasets.shards import ShardSet
 
 # ``data.cache: auto`` materializes a split (once, shared by every trial) when its decoded size is under this
@@ -93,3 +98,41 @@ def load_datasets(shard_set: ShardSet, splits: Sequence[str] = ("train", "val"),
             ds = ds.materialize()
         out[split] = ds
     return out
+
+
+def _keep(table: pa.Table, by: str, members: list[str], inside: bool) -> pa.Table:
+    """The rows of ``table`` whose ``by`` is (``inside``) or is not among ``members``, without ``by``."""
+    mask = pc.is_in(pc.cast(table[by], pa.string()), value_set=pa.array(members, pa.string()))
+    return table.filter(mask if inside else pc.invert(mask)).drop_columns([by])
+
+
+def fold_datasets(shard_set: ShardSet, plan: FoldPlan, cache: str = "auto",
+                  say: bool = False) -> dict[str, ray.data.Dataset]:
+    """``f<k>/train`` and ``f<k>/val`` for every subject fold: the train+val rows, read (and cached) once, then
+    kept or dropped by group with a Ray Data filter, so the shard set is never rewritten per fold."""
+    columns = tensor_columns(shard_set)
+    files = shard_set.files("train") + shard_set.files("val")
+    with parquet_reader_v1():
+        base = ray.data.read_parquet(files, override_num_blocks=len(files)).select_columns([*columns, plan.by])
+    fits = [cache_choice(shard_set, s, cache) for s in ("train", "val")]
+    materialize = all(m for m, _ in fits)
+    if say:
+        rows = shard_set.rows("train") + shard_set.rows("val")
+        print(f"data: train+val ({rows} rows, {plan.k} {plan.method} folds by {plan.by}) "
+              f"{'in memory' if materialize else 'streamed'}: {'; '.join(w for _, w in fits)}", flush=True)
+    if materialize:
+        base = base.materialize()
+    out: dict[str, ray.data.Dataset] = {}
+    for fold in range(plan.k):
+        members = plan.val_groups(fold)
+        for split, inside in (("train", False), ("val", True)):
+            out[f"f{fold}/{split}"] = base.map_batches(partial(_keep, by=plan.by, members=members, inside=inside),
+                                                       batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
+    return out
+
+
+def trial_datasets(datasets: dict[str, ray.data.Dataset], fold: int | None) -> dict[str, ray.data.Dataset]:
+    """A trial's ``train`` and ``val``: its fold's when the matrix has folds."""
+    if fold is None:
+        return {k: v for k, v in datasets.items() if "/" not in k}
+    return {split: datasets[f"f{fold}/{split}"] for split in ("train", "val")}

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroray.datasets.eeg.prepare import make_config
+from neuroray.datasets.folds import FoldPlan, plan_folds
 from neuroray.datasets.options import from_argv
 from neuroray.datasets.shards import ShardSet, open_shard_set, refuse_unless_replaceable
 from neuroray.errors import ConfigError, ShardSetError
@@ -18,7 +19,7 @@ from neuroray.search_spaces.experiment import LoadedExperiment
 from neuroray.search_spaces.schema import PrepareCommand, PrepareEEG, SyntheticEEG
 from neuroray.trainables import base as registry
 
-__all__ = ["PREPARED_BY", "prepared_by", "check_prepare_target", "check_shard_set", "existing_shards"]
+__all__ = ["PREPARED_BY", "prepared_by", "check_prepare_target", "check_shard_set", "existing_shards", "fold_plan"]
 
 
 def check_prepare_target(loaded: LoadedExperiment) -> None:
@@ -152,7 +153,19 @@ def _check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
             raise ConfigError(f"phases.{phase.name}.trainable: {phase.trainable!r} takes {want!r} data; "
                               f"{root} holds {shard_set.manifest['modality']!r}")
     _check_columns(loaded, shard_set)
+    fold_plan(loaded, shard_set)  # a K the train+val subjects cannot fill is refused here
     check_buildable(loaded, shard_set.spec)
+
+
+def fold_plan(loaded: LoadedExperiment, shard_set: ShardSet) -> FoldPlan | None:
+    """``matrix.folds``: the subject folds of this shard set (stratified by the last phase's class target, when
+    it has one), or None without folds."""
+    k = loaded.model.matrix.folds
+    if not k:
+        return None
+    last = loaded.resolve(loaded.baseline, loaded.model.matrix.seed[0]).phases[-1]
+    classes = last.target if last.target and "n_classes" in registry.hparam_fields(last.trainable) else None
+    return plan_folds(shard_set, k, class_target=classes)
 
 
 def existing_shards(loaded: LoadedExperiment, verify: str | None = None) -> ShardSet | None:

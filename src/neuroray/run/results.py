@@ -70,6 +70,7 @@ def trial_rows(grid: tune.ResultGrid, metric: str, mode: str) -> pd.DataFrame:
         history = _history(result)
         row: dict[str, Any] = {
             "trial_id": _trial_id(result), "arm": cfg.get("arm"), "seed": cfg.get("seed"),
+            **({"fold": cfg["fold"]} if cfg.get("fold") is not None else {}),
             "status": "ERROR" if result.error else "OK",
             "epochs": int(history["training_iteration"].max()) if "training_iteration" in history else 0,
         }
@@ -88,7 +89,8 @@ def trial_rows(grid: tune.ResultGrid, metric: str, mode: str) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if metric not in df:
         df[metric] = np.nan
-    return df.sort_values(["arm", "seed", "trial_id"], kind="stable").reset_index(drop=True)
+    order = ["arm", "seed", *(["fold"] if "fold" in df else []), "trial_id"]
+    return df.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def trial_histories(grid: tune.ResultGrid) -> pd.DataFrame:
@@ -108,6 +110,8 @@ def trial_histories(grid: tune.ResultGrid) -> pd.DataFrame:
         h.insert(0, "trial_id", _trial_id(result))
         h.insert(1, "arm", cfg.get("arm"))
         h.insert(2, "seed", cfg.get("seed"))
+        if cfg.get("fold") is not None:
+            h.insert(3, "fold", cfg["fold"])
         frames.append(h)
     if not frames:
         return pd.DataFrame(columns=HISTORY_KEYS)

@@ -12,6 +12,7 @@ from ray import tune
 
 from neuroray.datasets.eeg.prepare import make_config
 from neuroray.datasets.eeg.synthetic_hbn import write_synthetic_hbn
+from neuroray.datasets.folds import FOLDS_FILE
 from neuroray.datasets.shards import ShardSet, open_shard_set, refuse_unless_replaceable
 from neuroray.datasets.synthetic import write_synthetic_eeg
 from neuroray.errors import NeurorayError
@@ -19,7 +20,14 @@ from neuroray.outputs import atomic_write
 from neuroray.reports import folder as report
 from neuroray.reports.source import held_out
 from neuroray.run import results, resume_repair, session, state_backup
-from neuroray.run.preflight import PREPARED_BY, check_prepare_target, check_shard_set, existing_shards, prepared_by
+from neuroray.run.preflight import (
+    PREPARED_BY,
+    check_prepare_target,
+    check_shard_set,
+    existing_shards,
+    fold_plan,
+    prepared_by,
+)
 from neuroray.run.prepare import prepare_eeg, print_result
 from neuroray.run.test_scores import add_test_scores
 from neuroray.run.tune import check_resources, max_concurrency, run_experiment
@@ -169,6 +177,9 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / EXPERIMENT_FILE, lambda p: p.write_text(json.dumps(_identity(loaded), indent=2)))
+    plan = fold_plan(loaded, shard_set)
+    if plan is not None and not (resume and (run_dir / FOLDS_FILE).is_file()):  # one assignment for every arm
+        atomic_write(run_dir / FOLDS_FILE, lambda p: p.write_text(json.dumps(plan.to_json(), indent=2)))
     print(f"neuroray: {loaded.name} on {conn.description}; {len(loaded.cells())} cells × "
           f"{loaded.model.search.num_samples} samples", flush=True)
     metric, mode = loaded.metric
@@ -194,7 +205,9 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
     arms = report.write_reports(run_dir, trials, loaded.name, metric, mode, loaded.arms,
                                 shards=str(shard_set.root.resolve()), history=history, baseline=loaded.baseline,
                                 pruning=pruning, pruned_across_arms=sched.type != "none" and sched.scope == "global"
-                                and len(loaded.arms) > 1, test=scored)
+                                and len(loaded.arms) > 1, test=scored, folds=plan.k if plan else 0,
+                                fold_ratio=plan.test_train_ratio if plan else 0.0,
+                                epochs=loaded.model.phases[-1].epochs)
     remote_dir = storage_mod.upload_summary(run_dir, remote, loaded.name) if remote else None
     errored = set(trials.loc[trials["status"] != "OK", "trial_id"].astype(str))
     return RunSummary(loaded.name, shard_set, run_dir, metric, mode, trials, arms, time.time() - start, remote_dir,

@@ -30,8 +30,8 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def study_name(cell: Cell) -> str:
-    """A cell's Optuna study name in the run's journal: ``<arm>-s<seed>``."""
-    return f"{cell.arm}-s{cell.seed}"
+    """A cell's Optuna study name in the run's journal: ``<arm>-s<seed>[-f<fold>]``."""
+    return f"{cell.arm}-s{cell.seed}" + (f"-f{cell.fold}" if cell.fold is not None else "")
 
 
 class MatrixSearcher(Searcher):
@@ -99,7 +99,9 @@ class MatrixSearcher(Searcher):
                 continue
             self.remaining[i] -= 1
             self.trial_cell[trial_id] = i
-            return {"arm": self.cells[i].arm, "seed": self.cells[i].seed, "params": dict(params)}
+            cell = self.cells[i]
+            fold = {} if cell.fold is None else {"fold": cell.fold}
+            return {"arm": cell.arm, "seed": cell.seed, **fold, "params": dict(params)}
         return None
 
     def _sub(self, trial_id: str) -> OptunaSearch | None:

@@ -143,8 +143,9 @@ class ArmTaggedWandb(WandbLoggerCallback):
 
 
 def trial_label(config: dict[str, Any], trial_id: str) -> str:
-    """``<arm>-s<seed>-<trial id>``: a trial's name in logs and dashboards."""
-    return f"{config.get('arm', 'trial')}-s{config.get('seed', 0)}-{trial_id}"
+    """``<arm>-s<seed>[-f<fold>]-<trial id>``: a trial's name in logs and dashboards."""
+    fold = f"-f{config['fold']}" if config.get("fold") is not None else ""
+    return f"{config.get('arm', 'trial')}-s{config.get('seed', 0)}{fold}-{trial_id}"
 
 
 def wandb_callback(experiment: str, run_dir: Path,

@@ -7,6 +7,7 @@ callback passed into the trainer's RunConfig (``Tuner(trainer)`` is gone in Trai
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import ray.train
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 
+from neuroray.datasets.folds import FOLDS_FILE, FoldPlan
 from neuroray.datasets.shards import ShardSet
 from neuroray.errors import ConfigError
 from neuroray.run import ingest, session
@@ -76,6 +78,7 @@ class TrialContext:
 def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any]) -> None:
     """The Tune function trainable: resolve this trial's experiment, then fit it on its engine."""
     exp = ctx.loaded.resolve(config["arm"], config["seed"], config.get("params"))
+    datasets = ingest.trial_datasets(datasets, config.get("fold"))
     trial_id = tune.get_context().get_trial_id()
     name = trial_label(config, trial_id)
     cfg = loop_config(exp, ctx.shard_set, config["seed"], ctx.metric, ctx.mode, ctx.tensorboard_dir, name,
@@ -203,7 +206,9 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
     engine = choose_engine(exp)
     run_dir = storage / exp.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    datasets = ingest.load_datasets(shard_set, cache=exp.data.cache, say=True)
+    plan = FoldPlan.from_json(json.loads((run_dir / FOLDS_FILE).read_text())) if exp.matrix.folds else None
+    datasets = ingest.fold_datasets(shard_set, plan, cache=exp.data.cache, say=True) if plan else \
+        ingest.load_datasets(shard_set, cache=exp.data.cache, say=True)
     ctx = TrialContext(loaded=loaded, shard_set=shard_set, metric=metric, mode=mode, run_dir=str(run_dir),
                        tensorboard_dir=str(run_dir / "tensorboard"))
     trainable = tune.with_parameters(run_trial, ctx=ctx, datasets=datasets)

@@ -187,10 +187,11 @@ def _apply_params(raw: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
 
 @dataclass(frozen=True)
 class Cell:
-    """One (arm, seed) of the matrix."""
+    """One (arm, seed[, fold]) of the matrix."""
 
     arm: str
     seed: int
+    fold: int | None = None  # with matrix.folds: which subject fold validates this cell
 
 
 @dataclass(frozen=True)
@@ -213,8 +214,10 @@ class LoadedExperiment:
         return list(self.model.matrix.arm)
 
     def cells(self) -> list[Cell]:
-        """Every (arm, seed) cell, arms outer."""
-        return [Cell(a, s) for a in self.model.matrix.arm for s in self.model.matrix.seed]
+        """Every (arm, seed[, fold]) cell, arms outer."""
+        m = self.model.matrix
+        folds: list[int | None] = list(range(m.folds)) if m.folds else [None]
+        return [Cell(a, s, f) for a in m.arm for s in m.seed for f in folds]
 
     def space(self) -> dict[str, distributions.Param]:
         """The search space, parsed."""

@@ -121,11 +121,13 @@ class Phase(Strict):
 
 
 class Matrix(Strict):
-    """``matrix``: named arms (overrides of the base file) × seeds, and the baseline arm."""
+    """``matrix``: named arms (overrides of the base file) × seeds [× subject folds], and the baseline arm."""
 
     arm: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": dict[str, Any]()})
     seed: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
     baseline: str | None = None  # the arm every other arm is compared against (default: the first)
+    # K subject folds over train+val (each fold validates on one group of subjects): cells = arm × seed × fold
+    folds: int | None = Field(None, ge=2)
 
     @model_validator(mode="after")
     def _baseline(self) -> Matrix:

@@ -24,7 +24,7 @@ from neuroray.cli import main
 from neuroray.datasets.folds import FoldPlan, plan_folds
 from neuroray.datasets.shards import open_shard_set, tensor_column_to_numpy
 from neuroray.errors import ConfigError
-from neuroray.reports.stats import CORRECTED_T, corrected_ttest, paired
+from neuroray.reports.stats import BY_SUBJECT, CORRECTED_T, corrected_ttest, paired, subject_stats
 from neuroray.run_folder.checkpoints import load_checkpoint
 
 
@@ -63,11 +63,23 @@ def test_corrected_resampled_t_test_by_hand() -> None:
         d.mean() + half)
 
 
+@pytest.fixture(scope="module")
+def five_test_subjects(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """34 planted-signal subjects: 5 of them in test (the per-subject comparison's minimum)."""
+    from neuroray.datasets.synthetic import write_synthetic_eeg
+
+    out = tmp_path_factory.mktemp("folds") / "eeg34"
+    write_synthetic_eeg(out, n_subjects=34, windows_per_subject=12, n_chans=8, n_times=100, seed=5)
+    return out
+
+
 @pytest.mark.usefixtures("ray_session")
-def test_three_fold_run_end_to_end(small_eeg: Path, tmp_path: Path) -> None:
+def test_three_fold_run_end_to_end(five_test_subjects: Path, tmp_path: Path) -> None:
     """2 arms × 1 seed × 3 folds: 6 cells, each trial validated on exactly its fold's subjects (its val/nrmse
     recomputed from those rows), the test subjects in no fold, one fold file, the corrected test in the report,
-    one Optuna study per cell."""
+    one Optuna study per cell; each cell's pick scored per test subject (5 of them) as a direct computation
+    gives, and the report's per-subject comparison."""
+    small_eeg = five_test_subjects
     raw: dict[str, Any] = {
         "name": "folds", "data": {"shards": str(small_eeg)},
         "phases": [{"name": "fit", "trainable": "eeg_regressor", "target": "y", "epochs": 1, "batch_size": 32}],
@@ -93,11 +105,46 @@ def test_three_fold_run_end_to_end(small_eeg: Path, tmp_path: Path) -> None:
         with torch.no_grad():
             pred = load_checkpoint(row["checkpoint"])(torch.from_numpy(x).float()).double().numpy()
         assert row["val/nrmse"] == pytest.approx(float(np.sqrt(np.mean((pred - y) ** 2)) / y.std()), rel=1e-4)
+    subjects = pd.read_parquet(run / "test_subjects.parquet")
+    test_groups = _groups(small_eeg, "test")
+    assert len(test_groups) == 5 and set(subjects["subject"]) == test_groups
+    assert sorted(zip(subjects["arm"], subjects["fold"], strict=True)) == sorted(
+        (a, f) for a in ("conv", "shallow") for f in range(3) for _ in range(5))
+    one = subjects.iloc[0]
+    test = shards.read_split("test", ["x", "y", "subject"])
+    rows = test.filter(pc.equal(test["subject"], one["subject"]))
+    x, y = tensor_column_to_numpy(rows["x"]), rows["y"].to_numpy().astype(float)
+    ckpt = df.loc[df["trial_id"] == one["trial_id"], "checkpoint"].iloc[0]
+    with torch.no_grad():
+        pred = load_checkpoint(ckpt)(torch.from_numpy(x).float()).double().numpy()
+    assert one["test/nrmse"] == pytest.approx(float(np.sqrt(np.mean((pred - y) ** 2)) / y.std()), rel=1e-4)
     info = json.loads((run / "run.json").read_text())
     assert info["folds"] == 3 and info["fold_ratio"] == pytest.approx(plan.test_train_ratio)
     md = (run / "report.md").read_text()
     assert "Nadeau–Bengio corrected resampled t-test" in md and "(seed, fold) units" in md
     assert "| conv | test/nrmse | 3 |" in md and CORRECTED_T in md
+    assert "## Per test subject: test/nrmse" in md and "| conv | test/nrmse | 5 |" in md and BY_SUBJECT in md
     storage = JournalStorage(JournalFileBackend(str(run / "optuna.journal")))
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
     assert names == sorted(f"{a}-s0-f{f}" for a in ("conv", "shallow") for f in range(3))
+
+
+def test_per_subject_comparison_by_hand() -> None:
+    """Per subject: each arm's mean over its chosen trials; Δ over subjects; Wilcoxon over those subjects.
+    A trial that was not a cell's pick is ignored."""
+    rng = np.random.default_rng(1)
+    base_scores = rng.normal(0.8, 0.1, 8)
+    gain = np.linspace(0.02, 0.16, 8)  # arm b is better for every subject
+    rows = []
+    for seed in (0, 1):
+        for i in range(8):
+            rows.append({"trial_id": f"a{seed}", "arm": "a", "seed": seed, "subject": f"s{i}",
+                         "test/nrmse": base_scores[i] + 0.01 * seed})
+            rows.append({"trial_id": f"b{seed}", "arm": "b", "seed": seed, "subject": f"s{i}",
+                         "test/nrmse": base_scores[i] - gain[i] + 0.01 * seed})
+            rows.append({"trial_id": f"x{seed}", "arm": "b", "seed": seed, "subject": f"s{i}", "test/nrmse": 9.0})
+    cells = pd.DataFrame({"trial_id": ["a0", "a1", "b0", "b1"]})
+    out = subject_stats(pd.DataFrame(rows), cells, ["a", "b"], "a", "test/nrmse").set_index("arm")
+    assert list(out.index) == ["b"] and out.at["b", "n_subjects"] == 8
+    assert out.at["b", "delta"] == pytest.approx(-gain.mean())
+    assert out.at["b", "p_wilcoxon"] == pytest.approx(stats.wilcoxon(-gain).pvalue) and out.at["b", "p_wilcoxon"] < 0.01

@@ -18,7 +18,7 @@ from neuroray.reports import plots as report_plots
 from neuroray.reports.importance import param_importances
 from neuroray.reports.selection import best_index
 from neuroray.reports.source import NA, Source, fmt, markdown_table, resolve_baseline
-from neuroray.reports.stats import arm_stats, best_per_cell, learning_curves, metric_columns
+from neuroray.reports.stats import arm_stats, best_per_cell, learning_curves, metric_columns, subject_stats
 
 
 def _display(df: pd.DataFrame) -> pd.DataFrame:
@@ -97,7 +97,8 @@ def build(src: Source, out: Path, baseline: str | None = None, combine: Source |
     figs = _figures(src, cells, stats, base, out)
     csv_text = stats.map(fmt)
     atomic_write(out / "report.csv", lambda p: csv_text.to_csv(p, index=False))
-    parts = _Parts(src, base, summary, stats, eeg_lines, figs, cells)
+    by_subject = subject_stats(src.subjects, cells, arms, base, head)
+    parts = _Parts(src, base, summary, stats, eeg_lines, figs, cells, by_subject)
     atomic_write(out / "report.md", lambda p: p.write_text(parts.markdown()))
     atomic_write(out / "report.html", lambda p: p.write_text(parts.html()))
     return summary
@@ -112,6 +113,12 @@ class _Parts:
     eeg_lines: list[str]
     figs: list[tuple[str, Path | None, str]]
     cells: pd.DataFrame
+    by_subject: pd.DataFrame
+
+    SUBJECTS_NOTE = ("Test subjects as units (as MOABB compares pipelines): per test subject, each arm's mean score "
+                     "over its chosen trials; Δ = mean over subjects of (arm − baseline), p = Wilcoxon signed-rank "
+                     "over those subjects (n_subjects). It asks whether the arm is better for most people, where "
+                     "the table above asks whether it is better on average over training runs.")
 
     def intro(self) -> list[str]:
         """The report's opening lines: the run, its cells and trials, and how the statistics read."""
@@ -184,6 +191,9 @@ class _Parts:
               markdown_table(_display(self.summary)), "",
               "## All metrics per arm", "", "Same numbers as `report.csv`.", "",
               markdown_table(_display(self.stats)), ""]
+        if not self.by_subject.empty:
+            md += [f"## Per test subject: {s.headline}", "", self.SUBJECTS_NOTE, "",
+                   markdown_table(_display(self.by_subject)), ""]
         if self.eeg_lines:
             md += ["## EEG2025 score (0.3·C1 + 0.7·C2)", "", "\n\n".join(self.eeg_lines), ""]
         for title, path, note in self.figs:
@@ -197,6 +207,9 @@ class _Parts:
         body += [f"<h2>{self.src.headline} per arm</h2>", H.table(_display(self.summary), "summary", self.baseline),
                  "<h2>All metrics per arm</h2>", H.paragraph("Same numbers as report.csv."),
                  H.table(_display(self.stats), "arm-stats", self.baseline)]
+        if not self.by_subject.empty:
+            body += [f"<h2>Per test subject: {self.src.headline}</h2>", H.paragraph(self.SUBJECTS_NOTE),
+                     H.table(_display(self.by_subject), "by-subject", self.baseline)]
         if self.eeg_lines:
             body += ["<h2>EEG2025 score (0.3·C1 + 0.7·C2)</h2>", *(H.paragraph(x) for x in self.eeg_lines)]
         for title, path, note in self.figs:

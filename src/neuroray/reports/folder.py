@@ -25,6 +25,7 @@ __all__ = ["RUN_INFO", "HISTORY", "HISTORY_KEYS", "METRIC_PREFIXES", "best_trial
 
 RUN_INFO = "run.json"
 HISTORY = "history.parquet"
+SUBJECTS = "test_subjects.parquet"  # each cell's pick scored per test subject (≥ 5 test subjects)
 RESULT_COLUMNS = ["trial_id", "arm", "seed", "status", "epochs", "checkpoint"]
 HISTORY_KEYS = ["trial_id", "arm", "seed", "training_iteration", "phase", "phase_epoch"]
 METRIC_PREFIXES = ("val/", "train/", "test/")
@@ -42,7 +43,7 @@ def write_reports(run_dir: Path, df: pd.DataFrame, name: str, metric: str, mode:
                   arms: list[str], shards: str | None = None, baseline: str | None = None,
                   history: pd.DataFrame | None = None, pruning: str = "",
                   pruned_across_arms: bool = False, test: bool = False, folds: int = 0, fold_ratio: float = 0.0,
-                  epochs: int = 0) -> pd.DataFrame:
+                  epochs: int = 0, subjects: pd.DataFrame | None = None) -> pd.DataFrame:
     """Persist the run (run.json, results.csv/.parquet, history.parquet), then write its report
     (report.csv/.md/.html + PNGs); returns the per-arm headline table (``test``: the trials carry held-out
     ``test/…`` scores, and the headline is on them)."""
@@ -56,8 +57,12 @@ def write_reports(run_dir: Path, df: pd.DataFrame, name: str, metric: str, mode:
     atomic_write(run_dir / "results.parquet", lambda p: df.to_parquet(p, index=False))
     if history is not None:
         atomic_write(run_dir / HISTORY, lambda p: history.to_parquet(p, index=False))
+    if subjects is not None and not subjects.empty:
+        atomic_write(run_dir / SUBJECTS, lambda p: subjects.to_parquet(p, index=False))
+    else:
+        (run_dir / SUBJECTS).unlink(missing_ok=True)
     hist = history if history is not None else load_history(run_dir)
-    return report_build.build(Source(run_dir, info, df, hist), run_dir, base)
+    return report_build.build(Source(run_dir, info, df, hist, load_subjects(run_dir)), run_dir, base)
 
 
 def load_run(run_dir: Path) -> tuple[RunInfo, pd.DataFrame]:
@@ -89,10 +94,16 @@ def load_history(run_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=HISTORY_KEYS)
 
 
+def load_subjects(run_dir: Path) -> pd.DataFrame:
+    """Each cell pick's scores per test subject (``test_subjects.parquet``), empty when the run has none."""
+    path = run_dir / SUBJECTS
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+
 def load_source(run_dir: Path) -> Source:
     """Everything the report of a finished run folder is built from."""
     info, trials = load_run(run_dir)
-    return Source(run_dir, info, trials, load_history(run_dir))
+    return Source(run_dir, info, trials, load_history(run_dir), load_subjects(run_dir))
 
 
 def rebuild(run_dir: Path, baseline: str | None = None, combine: Path | None = None,

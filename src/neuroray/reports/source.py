@@ -7,7 +7,7 @@ into report.csv and the HTML/Markdown tables, so the three always agree.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +50,7 @@ class Source:
     info: RunInfo
     trials: pd.DataFrame
     history: pd.DataFrame
+    subjects: pd.DataFrame = field(default_factory=pd.DataFrame)  # per test subject scores of each cell's pick
 
     @property
     def metric(self) -> str:

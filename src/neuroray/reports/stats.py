@@ -131,6 +131,35 @@ def arm_stats(cells: pd.DataFrame, arms: list[str], baseline: str, metrics: list
     return pd.DataFrame(rows, columns=STAT_COLUMNS)
 
 
+SUBJECT_COLUMNS = ["arm", "metric", "n_subjects", "delta", "p_wilcoxon", "test"]
+BY_SUBJECT = "Wilcoxon signed-rank over test subjects"
+
+
+def subject_stats(subjects: pd.DataFrame, cells: pd.DataFrame, arms: list[str], baseline: str,
+                  metric: str) -> pd.DataFrame:
+    """Test subjects as units (MOABB's comparison): per subject, each arm's mean ``metric`` over its chosen
+    trials; Δ = mean over subjects of (arm − baseline), Wilcoxon signed-rank over the subjects both have."""
+    if subjects.empty or metric not in subjects:
+        return pd.DataFrame(columns=SUBJECT_COLUMNS)
+    chosen = subjects[subjects["trial_id"].isin(set(cells["trial_id"]))]
+    per = chosen.groupby(["arm", "subject"])[metric].mean()
+    base = per.xs(baseline, level="arm") if baseline in per.index.get_level_values(0) else pd.Series(dtype=float)
+    rows: list[dict[str, Any]] = []
+    for arm in arms:
+        if arm == baseline or arm not in per.index.get_level_values(0):
+            continue
+        both = pd.concat([per.xs(arm, level="arm").rename("a"), base.rename("b")], axis=1).dropna()
+        diff = (both["a"] - both["b"]).to_numpy(float)
+        p = math.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if len(diff) >= 2 and np.any(diff != 0):
+                p = float(stats.wilcoxon(diff).pvalue)
+        rows.append({"arm": arm, "metric": metric, "n_subjects": len(diff),
+                     "delta": float(diff.mean()) if len(diff) else math.nan, "p_wilcoxon": p, "test": BY_SUBJECT})
+    return pd.DataFrame(rows, columns=SUBJECT_COLUMNS)
+
+
 def learning_curves(history: pd.DataFrame, cells: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per arm and epoch (``training_iteration``): mean, std and count of ``metric`` over the cells'
     chosen trials. Trials a scheduler stopped early simply drop out of the later epochs."""

@@ -78,10 +78,12 @@ def cache_choice(shard_set: ShardSet, split: str, cache: str) -> tuple[bool, str
 
 
 def load_datasets(shard_set: ShardSet, splits: Sequence[str] = ("train", "val"),
-                  cache: str = "auto", say: bool = False) -> dict[str, ray.data.Dataset]:
+                  cache: str = "auto", say: bool = False,
+                  extra_columns: Sequence[str] = ()) -> dict[str, ray.data.Dataset]:
     """One Ray dataset per split, streaming Parquet; materialized when ``cache`` says so (``say``: print
-    which, and why, per split)."""
-    columns = tensor_columns(shard_set)
+    which, and why, per split). ``extra_columns``: non-tensor columns to keep too (to filter by; drop them
+    before batches become tensors)."""
+    columns = [*tensor_columns(shard_set), *extra_columns]
     out: dict[str, ray.data.Dataset] = {}
     for split in splits:
         files = shard_set.files(split)
@@ -125,10 +127,15 @@ def fold_datasets(shard_set: ShardSet, plan: FoldPlan, cache: str = "auto",
     out: dict[str, ray.data.Dataset] = {}
     for fold in range(plan.k):
         members = plan.val_groups(fold)
-        for split, inside in (("train", False), ("val", True)):
-            out[f"f{fold}/{split}"] = base.map_batches(partial(_keep, by=plan.by, members=members, inside=inside),
-                                                       batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
+        out[f"f{fold}/train"] = keep_groups(base, plan.by, members, inside=False)
+        out[f"f{fold}/val"] = keep_groups(base, plan.by, members)
     return out
+
+
+def keep_groups(ds: ray.data.Dataset, by: str, members: list[str], inside: bool = True) -> ray.data.Dataset:
+    """``ds``'s rows whose ``by`` is (``inside``) or is not among ``members``, without the ``by`` column."""
+    return ds.map_batches(partial(_keep, by=by, members=members, inside=inside), batch_format="pyarrow",
+                          batch_size=None, zero_copy_batch=True)
 
 
 def trial_datasets(datasets: dict[str, ray.data.Dataset], fold: int | None) -> dict[str, ray.data.Dataset]:

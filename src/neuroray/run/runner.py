@@ -197,8 +197,10 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
         trials["checkpoint"] = [storage_mod.with_query(c, remote) if isinstance(c, str) else c
                                 for c in trials["checkpoint"]]
     scored = loaded.model.evaluate.test
+    subjects = None
     if scored:  # selection above was on val; the report's headline is on subjects it never saw
-        trials = add_test_scores(trials, loaded, shard_set, tasks=max_concurrency(loaded.model, conn.embedded))
+        test = add_test_scores(trials, loaded, shard_set, tasks=max_concurrency(loaded.model, conn.embedded))
+        trials, subjects = test.trials, test.subjects
     sched = loaded.model.scheduler
     pruning = "" if sched.type == "none" else f"{sched.type} within each {sched.scope}" if sched.scope != "global" \
         else f"{sched.type} across all trials"
@@ -207,7 +209,7 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
                                 pruning=pruning, pruned_across_arms=sched.type != "none" and sched.scope == "global"
                                 and len(loaded.arms) > 1, test=scored, folds=plan.k if plan else 0,
                                 fold_ratio=plan.test_train_ratio if plan else 0.0,
-                                epochs=loaded.model.phases[-1].epochs)
+                                epochs=loaded.model.phases[-1].epochs, subjects=subjects)
     remote_dir = storage_mod.upload_summary(run_dir, remote, loaded.name) if remote else None
     errored = set(trials.loc[trials["status"] != "OK", "trial_id"].astype(str))
     return RunSummary(loaded.name, shard_set, run_dir, metric, mode, trials, arms, time.time() - start, remote_dir,

@@ -11,14 +11,17 @@ import logging
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import ray
 
+from neuroray.datasets.folds import group_column
 from neuroray.datasets.shards import ShardSet
 from neuroray.errors import NeurorayError, first_line
+from neuroray.reports.stats import best_per_cell
 from neuroray.run import ingest, session
 from neuroray.run.train import Batches
 from neuroray.run_folder.checkpoints import load_checkpoint
@@ -26,14 +29,22 @@ from neuroray.run_folder.storage import fetch_checkpoint, is_uri
 from neuroray.search_spaces.experiment import LoadedExperiment
 from neuroray.trainables.evaluate import score_split
 
-__all__ = ["add_test_scores"]
+__all__ = ["SUBJECTS_MIN", "TestScores", "add_test_scores"]
 
-Job = tuple[int, str, int]  # (row, checkpoint, batch size)
-Scored = list[tuple[int, dict[str, float] | str]]  # (row, test metrics or why there are none)
+SUBJECTS_MIN = 5  # test subjects from which each cell's pick is also scored per subject (MOABB's comparison)
+
+Job = tuple[int, str, int, bool]  # (row, checkpoint, batch size, also per subject)
+Scored = list[tuple[int, dict[str, float] | str, dict[str, dict[str, float]]]]  # (row, metrics or why not, per subject)
 
 
-def _score_checkpoints(jobs: list[Job], test: ray.data.Dataset, threads: int) -> Scored:
-    """Each checkpoint's ``test/…`` metrics, or the one-line reason it could not be scored."""
+def _batches(ds: ray.data.Dataset, batch_size: int) -> Batches:
+    return Batches(lambda _: ds.iterator(), "test", batch_size, shuffle=False, seed=0)
+
+
+def _score_checkpoints(jobs: list[Job], test: ray.data.Dataset, subjects: dict[str, ray.data.Dataset],
+                       threads: int) -> Scored:
+    """Each checkpoint's ``test/…`` metrics (and, where asked, per test subject), or the one-line reason it
+    could not be scored."""
     import torch
 
     # one scoring task per CPU would otherwise print Lightning's start-up banner for every checkpoint
@@ -43,14 +54,16 @@ def _score_checkpoints(jobs: list[Job], test: ray.data.Dataset, threads: int) ->
     torch.set_num_threads(max(1, threads))
     out: Scored = []
     with tempfile.TemporaryDirectory(prefix="neuroray-test-") as cache:
-        for row, ckpt, batch_size in jobs:
+        for row, ckpt, batch_size, per_subject in jobs:
             try:
                 folder = fetch_checkpoint(ckpt, Path(cache)) if is_uri(ckpt) else Path(ckpt)
                 module = load_checkpoint(folder)
-                out.append((row, score_split(module, Batches(lambda _: test.iterator(), "test", batch_size,
-                                                             shuffle=False, seed=0))))
+                whole = score_split(module, _batches(test, batch_size))
+                each = {g: score_split(module, _batches(ds, batch_size)) for g, ds in subjects.items()} \
+                    if per_subject else {}
+                out.append((row, whole, each))
             except Exception as e:  # one trial's missing or broken checkpoint must not lose every other score
-                out.append((row, first_line(e)))
+                out.append((row, first_line(e), {}))
     return out
 
 
@@ -62,32 +75,67 @@ def _batch_size(loaded: LoadedExperiment, row: pd.Series) -> int:
         return int(loaded.resolve(str(row["arm"]), int(row["seed"])).phases[-1].batch_size)
 
 
-def add_test_scores(trials: pd.DataFrame, loaded: LoadedExperiment, shard_set: ShardSet, tasks: int) -> pd.DataFrame:
-    """``trials`` with ``test/<metric>`` columns for every trial that has a checkpoint (``tasks``: how many
-    Ray tasks score them side by side). A trial without a checkpoint keeps NaN; so does one whose scoring
-    failed, with the reason printed."""
-    todo: list[Job] = [(i, str(c), _batch_size(loaded, trials.loc[i])) for i, c in trials["checkpoint"].items()
-                       if isinstance(c, str) and c]
+@dataclass
+class TestScores:
+    """The trial table with ``test/…`` columns, and each cell pick's scores per test subject (empty below
+    ``SUBJECTS_MIN`` test subjects): trial_id, arm, seed[, fold], subject, ``test/…``."""
+
+    trials: pd.DataFrame
+    subjects: pd.DataFrame
+
+
+def _test_sets(shard_set: ShardSet, cache: str, by: str | None,
+               groups: list[str]) -> tuple[ray.data.Dataset, dict[str, ray.data.Dataset]]:
+    """The whole test split, and one filtered view of it per subject in ``groups``."""
+    if not groups or by is None:
+        return ingest.load_datasets(shard_set, splits=("test",), cache=cache)["test"], {}
+    test = ingest.load_datasets(shard_set, splits=("test",), cache=cache, extra_columns=[by])["test"]
+    subjects = {g: ingest.keep_groups(test, by, [g]) for g in groups}
+    return test.drop_columns([by]), subjects
+
+
+def add_test_scores(trials: pd.DataFrame, loaded: LoadedExperiment, shard_set: ShardSet, tasks: int) -> TestScores:
+    """``test/<metric>`` columns for every trial that has a checkpoint (``tasks``: how many Ray tasks score
+    them side by side), and, with at least ``SUBJECTS_MIN`` test subjects, each cell's pick (best by val) per
+    subject. A trial without a checkpoint keeps NaN; so does one whose scoring failed, with the reason printed."""
+    metric, mode = loaded.metric
+    picks = set(best_per_cell(trials, metric, mode)["trial_id"]) if metric in trials else set()
+    by = group_column(shard_set)
+    groups = plan_subjects(shard_set, by)
+    todo: list[Job] = [(i, str(c), _batch_size(loaded, trials.loc[i]), bool(groups) and trials.at[i, "trial_id"]
+                        in picks) for i, c in trials["checkpoint"].items() if isinstance(c, str) and c]
     if not todo:
-        return trials
+        return TestScores(trials, pd.DataFrame())
     start = time.time()
+    each = f"; each cell's pick also per subject ({len(groups)} {by}s)" if groups else ""
     print(f"test: scoring {len(todo)} trials' chosen checkpoints on the held-out test split "
-          f"({shard_set.rows('test')} rows) ...", flush=True)
-    test = ingest.load_datasets(shard_set, splits=("test",), cache=loaded.model.data.cache)["test"]
+          f"({shard_set.rows('test')} rows{each}) ...", flush=True)
+    test, subjects = _test_sets(shard_set, loaded.model.data.cache, by, groups)
     r = loaded.model.resources
     remote = ray.remote(_score_checkpoints).options(num_cpus=r.cpus_per_worker, num_gpus=min(1.0, r.gpus_per_worker),
                                                     max_retries=1)
     n = max(1, min(tasks, len(todo)))
-    refs = [remote.remote(todo[k::n], test, int(r.cpus_per_worker)) for k in range(n)]
+    refs = [remote.remote(todo[k::n], test, subjects, int(r.cpus_per_worker)) for k in range(n)]
     scored: dict[int, dict[str, float]] = {}
+    per_subject: list[dict[str, object]] = []
+    keys = [k for k in ("trial_id", "arm", "seed", "fold") if k in trials]
     for part in ray.get(refs):
-        for row, result in part:
+        for row, result, by_subject in part:
             if isinstance(result, str):
                 print(f"test: trial {trials.at[row, 'trial_id']} not scored: {result}", flush=True)
-            else:
-                scored[row] = result
+                continue
+            scored[row] = result
+            per_subject += [{**{k: trials.at[row, k] for k in keys}, "subject": g, **m} for g, m in by_subject.items()]
     out = trials.copy()
     for col in sorted({k for s in scored.values() for k in s}):
         out[col] = [scored.get(i, {}).get(col, np.nan) for i in out.index]
     print(f"test: {len(scored)}/{len(todo)} trials scored in {time.time() - start:.0f} s", flush=True)
-    return out
+    return TestScores(out, pd.DataFrame(per_subject))
+
+
+def plan_subjects(shard_set: ShardSet, by: str) -> list[str]:
+    """The test split's subjects (groups), when there are enough of them for a per-subject comparison."""
+    if by not in shard_set.manifest["columns"]:
+        return []
+    groups = sorted({str(g) for g in shard_set.read_split("test", [by]).column(by).to_pylist()})
+    return groups if len(groups) >= SUBJECTS_MIN else []

@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
     "trial_overhead": {"actor_trials": 4},
     "inference": {},
     "gpu_training": {},
+    "verdicts": {},
 }
 
 # Findings written by hand after profiling; kept here so RESULTS.md is regenerated with them.

@@ -127,3 +127,18 @@ def test_every_trial_is_scored_on_held_out_test_subjects(smoke_run: Path) -> Non
     assert "Headline on held-out test subjects: `test/nrmse`" in report
     assert "| shallow | test/nrmse |" in report and "val/nrmse mean" in report
     assert json.loads((smoke_run / "run.json").read_text())["test"] is True
+
+
+def test_test_scores_as_ray_tasks_match_the_in_process_ones(smoke_run: Path) -> None:
+    """The run scored in the driver (embedded CPU Ray); a joined cluster scores as Ray tasks: same numbers."""
+    from neuroray.datasets.shards import open_shard_set
+    from neuroray.run.test_scores import add_test_scores
+    from neuroray.search_spaces.experiment import load
+
+    df = pd.read_parquet(smoke_run / "results.parquet")
+    loaded = load(REPO / "experiments" / "demo.yaml", smoke=True)
+    shards = open_shard_set(Path(json.loads((smoke_run / "run.json").read_text())["shards"]))
+    bare = df.drop(columns=[c for c in df.columns if c.startswith("test/")])
+    remote = add_test_scores(bare, loaded, shards, tasks=2).trials
+    for col in ("test/nrmse", "test/r", "test/loss"):
+        assert remote[col].to_numpy() == pytest.approx(df[col].to_numpy(), rel=1e-5), col

@@ -199,7 +199,8 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
     scored = loaded.model.evaluate.test
     subjects = None
     if scored:  # selection above was on val; the report's headline is on subjects it never saw
-        test = add_test_scores(trials, loaded, shard_set, tasks=max_concurrency(loaded.model, conn.embedded))
+        test = add_test_scores(trials, loaded, shard_set, tasks=max_concurrency(loaded.model, conn.embedded),
+                               in_process=conn.embedded and loaded.model.resources.gpus_per_worker == 0)
         trials, subjects = test.trials, test.subjects
     sched = loaded.model.scheduler
     pruning = "" if sched.type == "none" else f"{sched.type} within each {sched.scope}" if sched.scope != "global" \

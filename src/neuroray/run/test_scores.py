@@ -8,6 +8,7 @@ then ranks arms on ``test/…`` (subjects no trial trained or was selected on), 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 import warnings
@@ -94,10 +95,15 @@ def _test_sets(shard_set: ShardSet, cache: str, by: str | None,
     return test.drop_columns([by]), subjects
 
 
-def add_test_scores(trials: pd.DataFrame, loaded: LoadedExperiment, shard_set: ShardSet, tasks: int) -> TestScores:
+def add_test_scores(trials: pd.DataFrame, loaded: LoadedExperiment, shard_set: ShardSet, tasks: int,
+                    in_process: bool = False) -> TestScores:
     """``test/<metric>`` columns for every trial that has a checkpoint (``tasks``: how many Ray tasks score
     them side by side), and, with at least ``SUBJECTS_MIN`` test subjects, each cell's pick (best by val) per
-    subject. A trial without a checkpoint keeps NaN; so does one whose scoring failed, with the reason printed."""
+    subject. A trial without a checkpoint keeps NaN; so does one whose scoring failed, with the reason printed.
+
+    ``in_process``: score here instead (an embedded CPU-only Ray on this machine: the trial actors are gone
+    when the search ends, and a fresh Ray worker spends ~5 s importing torch and Lightning before its first
+    checkpoint, more than scoring a small study takes)."""
     metric, mode = loaded.metric
     picks = set(best_per_cell(trials, metric, mode)["trial_id"]) if metric in trials else set()
     by = group_column(shard_set)
@@ -112,14 +118,17 @@ def add_test_scores(trials: pd.DataFrame, loaded: LoadedExperiment, shard_set: S
           f"({shard_set.rows('test')} rows{each}) ...", flush=True)
     test, subjects = _test_sets(shard_set, loaded.model.data.cache, by, groups)
     r = loaded.model.resources
-    remote = ray.remote(_score_checkpoints).options(num_cpus=r.cpus_per_worker, num_gpus=min(1.0, r.gpus_per_worker),
-                                                    max_retries=1)
-    n = max(1, min(tasks, len(todo)))
-    refs = [remote.remote(todo[k::n], test, subjects, int(r.cpus_per_worker)) for k in range(n)]
+    if in_process:
+        parts = [_score_checkpoints(todo, test, subjects, os.cpu_count() or 1)]
+    else:
+        remote = ray.remote(_score_checkpoints).options(num_cpus=r.cpus_per_worker,
+                                                        num_gpus=min(1.0, r.gpus_per_worker), max_retries=1)
+        n = max(1, min(tasks, len(todo)))
+        parts = ray.get([remote.remote(todo[k::n], test, subjects, int(r.cpus_per_worker)) for k in range(n)])
     scored: dict[int, dict[str, float]] = {}
     per_subject: list[dict[str, object]] = []
     keys = [k for k in ("trial_id", "arm", "seed", "fold") if k in trials]
-    for part in ray.get(refs):
+    for part in parts:
         for row, result, by_subject in part:
             if isinstance(result, str):
                 print(f"test: trial {trials.at[row, 'trial_id']} not scored: {result}", flush=True)

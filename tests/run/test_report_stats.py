@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -146,3 +147,26 @@ def test_param_importance_ranks_the_parameter_that_matters() -> None:
     assert next(iter(imp)) == "lr" and "n_filters" in imp
     few, why = param_importances(df.head(2), "val/nrmse", "min")
     assert few == {} and "2 finished trial(s)" in why
+
+
+def test_param_importance_reads_the_runs_own_studies(tmp_path: Path) -> None:
+    """With optuna.journal the real studies are read (declared distributions; pruned trials left out)."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "optuna.journal"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    rng = np.random.default_rng(0)
+    dists = {"lr": FloatDistribution(1e-4, 1e-2, log=True), "dropout": FloatDistribution(0.0, 0.5)}
+    for name in ("a-s0", "b-s0"):
+        study = optuna.create_study(study_name=name, storage=storage)
+        for _ in range(10):
+            lr, dropout = 10 ** rng.uniform(-4, -2), rng.uniform(0, 0.5)
+            study.add_trial(optuna.trial.create_trial(params={"lr": lr, "dropout": dropout}, distributions=dists,
+                                                      value=abs(np.log10(lr) + 3) + 0.01 * dropout))
+        study.add_trial(optuna.trial.create_trial(params={"lr": 1e-3, "dropout": 0.1}, distributions=dists,
+                                                  state=optuna.trial.TrialState.PRUNED))
+    imp, note = param_importances(pd.DataFrame({"val/nrmse": []}), "val/nrmse", "min", journal=journal)
+    assert imp["lr"] > imp["dropout"] and "20 completed trials of the run's 2 Optuna studies" in note

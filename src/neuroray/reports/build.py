@@ -66,7 +66,7 @@ def _figures(src: Source, cells: pd.DataFrame, stats: pd.DataFrame, baseline: st
         png = report_plots.learning_curves_png(curves, src.metric, src.arms, curves_png)
         sections.append(("Learning curves", png, f"{src.metric} per epoch of each cell's chosen trial: mean over "
                          "units, band ± 1 std where ≥ 2 units reached that epoch (n = units in the legend)."))
-    imp, note = param_importances(src.trials, src.metric, src.mode)
+    imp, note = param_importances(src.trials, src.metric, src.mode, journal=src.run_dir / "optuna.journal")
     if imp:
         note += ": " + ", ".join(f"{k} {fmt(v)}" for k, v in imp.items()) + "."
     sections.append(("Parameter importance", report_plots.importance_png(imp, src.metric, imp_png) if imp else None,

@@ -44,9 +44,11 @@ def _epochs_reported(run_dir: Path) -> list[int]:
     return [max(0, len(p.read_text().splitlines()) - 1) for p in run_dir.glob("*/progress.csv")]
 
 
-def _start_and_kill(exp: Path, runs: Path, cwd: Path, resume: bool, after_epochs: int) -> None:
-    """Run (or resume) in a new process group; SIGKILL the whole group once a trial reported ``after_epochs``
-    more epochs than before (or when it ends by itself)."""
+def _start_and_kill(exp: Path, runs: Path, cwd: Path, resume: bool, after_epochs: int,
+                    sig: signal.Signals = signal.SIGKILL) -> None:
+    """Run (or resume) in a new process group; send ``sig`` to the whole group once a trial reported
+    ``after_epochs`` more epochs than before (or when it ends by itself). SIGKILL: a crash; SIGINT: Ctrl-C in
+    the terminal (the run saves its state and exits by itself)."""
     run_dir = runs / NAME
     before = max(_epochs_reported(run_dir), default=0)
     cmd = [sys.executable, "-m", "neuroray", "run", str(exp), "--storage", str(runs), "--quiet",
@@ -61,8 +63,15 @@ def _start_and_kill(exp: Path, runs: Path, cwd: Path, resume: bool, after_epochs
             time.sleep(0.1)
         ended = proc.poll()
         if ended is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+            os.killpg(proc.pid, sig)
+            code = proc.wait(120)
+            if sig == signal.SIGINT:
+                assert code == 130, (cwd / "killed.log").read_text()[-3000:]
+            if sig != signal.SIGKILL:  # what the run left behind dies with it, as it would with the terminal
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         assert ended in (None, 0), (cwd / "killed.log").read_text()[-3000:]
 
 
@@ -94,6 +103,20 @@ def _check_every_trial_finished(run_dir: Path, n_trials: int, epochs: int = EPOC
     per_trial = history.groupby("trial_id")["training_iteration"]
     assert (per_trial.nunique() == per_trial.size()).all(), "an epoch appears twice in history.parquet"
     assert (per_trial.max() == epochs).all()
+    _check_study_holds_each_trial_once(run_dir, trials)
+
+
+def _check_study_holds_each_trial_once(run_dir: Path, trials: pd.DataFrame) -> None:
+    """optuna.journal: the cell's study has exactly the run's trials, each COMPLETE with its lr, none twice."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal")))
+    study = optuna.load_study(study_name="default-s0", storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE"] * len(trials), states
+    assert sorted(t.params["lr"] for t in study.trials) == pytest.approx(sorted(trials["param.lr"]))
 
 
 def test_resume_recovers_a_trial_whose_snapshot_checkpoint_was_deleted(
@@ -106,6 +129,19 @@ def test_resume_recovers_a_trial_whose_snapshot_checkpoint_was_deleted(
     for path in named:  # the state a kill between Tune's delete and its snapshot leaves
         shutil.rmtree(path)
     assert main(["run", str(exp), "--storage", str(runs), "--resume", "--quiet"]) == 0
+    _check_every_trial_finished(runs / NAME, 2)
+
+
+def test_ctrl_c_then_resume_keeps_every_trial_and_each_study_trial_once(small_eeg: Path, tmp_path: Path) -> None:
+    """SIGINT to the run's process group (Ctrl-C) mid-training: exit 130 with Tune's state saved; --resume
+    finishes every trial, and the cell's Optuna study holds each of them exactly once, COMPLETE."""
+    exp = _experiment(tmp_path / "exp.yaml", small_eeg, samples=2)
+    runs = tmp_path / "runs"
+    _start_and_kill(exp, runs, tmp_path, resume=False, after_epochs=3, sig=signal.SIGINT)
+    done = subprocess.run([sys.executable, "-m", "neuroray", "run", str(exp), "--storage", str(runs), "--resume",
+                           "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "RAY_ADDRESS": ""})
+    assert done.returncode == 0, done.stderr[-3000:]
     _check_every_trial_finished(runs / NAME, 2)
 
 

@@ -9,6 +9,7 @@ snapshot names); the slow one kills at random moments five times over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -68,10 +69,8 @@ def _start_and_kill(exp: Path, runs: Path, cwd: Path, resume: bool, after_epochs
             if sig == signal.SIGINT:
                 assert code == 130, (cwd / "killed.log").read_text()[-3000:]
             if sig != signal.SIGKILL:  # what the run left behind dies with it, as it would with the terminal
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         assert ended in (None, 0), (cwd / "killed.log").read_text()[-3000:]
 
 

@@ -54,10 +54,6 @@ class Manifest(BaseModel):
     def __contains__(self, key: object) -> bool:
         return key in self.model_fields_set or key in (self.model_extra or {})
 
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest as JSON data again."""
-        return self.model_dump()
-
 
 def parse_manifest(data: dict[str, Any], where: str) -> Manifest:
     """``data`` (the parsed JSON of ``where``) as a Manifest; a wrong key is one line naming it."""

@@ -8,7 +8,7 @@ import pandas as pd
 
 from neuroray.errors import NeurorayError
 
-__all__ = ["MODES", "best_index", "better"]
+__all__ = ["MODES", "best_index"]
 
 MODES = ("min", "max")
 
@@ -18,8 +18,3 @@ def best_index(values: pd.Series, mode: str) -> Any:
     if mode not in MODES:
         raise NeurorayError(f"mode {mode!r}: must be one of {', '.join(MODES)}")
     return values.idxmin() if mode == "min" else values.idxmax()
-
-
-def better(a: float, b: float, mode: str) -> bool:
-    """Whether ``a`` beats ``b`` by ``mode``."""
-    return a < b if mode == "min" else a > b

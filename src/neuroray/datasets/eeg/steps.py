@@ -37,7 +37,8 @@ def _filter(raw: mne.io.BaseRaw, l_freq: float | None = None, h_freq: float | No
     nyquist = raw.info["sfreq"] / 2
     if h_freq is not None and h_freq >= nyquist:
         raise RecordingError(f"filter h_freq={h_freq} Hz is not below the Nyquist frequency ({nyquist} Hz) "
-                             f"of a {raw.info['sfreq']} Hz recording")
+                             f"of a {raw.info['sfreq']} Hz recording; set h_freq below it, or 0 to skip the "
+                             "low-pass (the EEG2025 release at 100 Hz is already band-passed 0.5–50 Hz)")
     return raw.filter(l_freq, h_freq, picks="all", verbose="error")
 
 

@@ -108,6 +108,10 @@ def small_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     parts = pd.read_csv(out / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
     parts.loc[0, "externalizing"] = "n/a"
     parts.to_csv(out / "participants.tsv", sep="\t", index=False)
+    # One recording's channels.tsv marks E5 bad (a BIDS sidecar the prepare must honour)
+    ccd = sorted(out.glob("sub-*/eeg/*_task-contrastChangeDetection_*eeg.set"))[0]
+    (ccd.parent / (ccd.name.rsplit("_", 1)[0] + "_channels.tsv")).write_text(
+        "name\ttype\tunits\tstatus\nE4\tEEG\tuV\tgood\nE5\tEEG\tuV\tbad\n")
     return out
 
 
@@ -117,6 +121,10 @@ def test_challenge2_targets_from_participants_with_nulls(small_tree: Path, ray_s
                  "--quiet"]) == 0
     s = open_shard_set(out)
     assert s.spec.n_times == 400  # 4 s at 100 Hz
+    bad = s.manifest["bad_channels"]
+    assert len(bad) == 1 and next(iter(bad.values()))["channels"] == ["E5"]
+    assert next(iter(bad.values()))["how"].startswith("interpolated")  # the synthetic tree has GSN positions
+    assert any(src["path"].endswith("_channels.tsv") for src in s.manifest["sources"])
     rows = _all_rows(out)
     parts = pd.read_csv(small_tree / "participants.tsv", sep="\t", na_values=["n/a"], keep_default_na=False)
     parts["subject"] = parts["participant_id"].str[4:]

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from neuroray.datasets.eeg.bad_channels import read_bad_channels, repair_bad_channels
 from neuroray.datasets.eeg.bids import PARTICIPANT_COLUMNS, Recording, read_events
 from neuroray.datasets.eeg.readers import RecordingError, check_signal, companion_files, read_raw
 from neuroray.datasets.eeg.steps import Step, apply_steps, check_steps, resolve_layout
@@ -138,15 +139,18 @@ def make_config(target: str = "challenge1", tasks: list[str] | None = None, sfre
 
 
 def _sources(rec: Recording) -> list[dict[str, str]]:
-    files = [rec.path, *companion_files(rec.path)] + ([rec.events] if rec.events else [])
+    files = [rec.path, *companion_files(rec.path)] + [p for p in (rec.events, rec.channels) if p is not None]
     return [{"path": str(p), "sha256": sha256_file(p)} for p in files if p.is_file()]
 
 
 def windows_for(rec: Recording, cfg: EEGPrepareConfig,
-                participant: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, np.ndarray], list[str], float]:
-    """Read, check, preprocess and window one recording. RecordingError for anything unusable."""
+                participant: dict[str, Any] | None
+                ) -> tuple[np.ndarray, dict[str, np.ndarray], list[str], float, dict[str, Any] | None]:
+    """Read, check, repair bad channels, preprocess and window one recording: windows, columns, channel names,
+    rate and the bad-channel repair (None: none marked). RecordingError for anything unusable."""
     raw = read_raw(rec.path)
     check_signal(raw, rec.path)
+    bad = repair_bad_channels(raw, read_bad_channels(rec.channels))  # before any step mixes channels
     raw = apply_steps(raw, cfg.steps)
     events = None
     if rec.events is not None:
@@ -176,7 +180,7 @@ def windows_for(rec: Recording, cfg: EEGPrepareConfig,
                 cols[name] = np.full(n, None if pd.isna(value) else str(value), dtype=object)
             else:
                 cols[name] = np.full(n, np.nan if pd.isna(value) else float(value), dtype=np.float32)
-    return x, cols, list(raw.ch_names), float(raw.info["sfreq"])
+    return x, cols, list(raw.ch_names), float(raw.info["sfreq"]), bad
 
 
 @dataclass
@@ -238,8 +242,9 @@ def process_recording(rec: Recording, cfg: EEGPrepareConfig, participant: dict[s
     root = Path(work_root)
     info: dict[str, Any] = {"key": rec.key, "path": str(rec.path), "subject": rec.subject}
     try:
-        x, cols, ch_names, sfreq = windows_for(rec, cfg, participant)
-        info.update(rows=len(x), ch_names=ch_names, sfreq=sfreq, sources=_sources(rec))
+        x, cols, ch_names, sfreq, bad = windows_for(rec, cfg, participant)
+        info.update(rows=len(x), ch_names=ch_names, sfreq=sfreq, sources=_sources(rec),
+                    **({"bad_channels": bad} if bad else {}))
         table = pa.table({"x": tensor_array(x) if len(x) else pa.array([], pa.null()),
                           **{k: pa.array(v, from_pandas=True) for k, v in cols.items()}})
         atomic_write(root / f"{rec.key}.parquet", lambda p: pq.write_table(table, p))
@@ -301,7 +306,8 @@ def assemble(work: WorkDir, out: Path, cfg: EEGPrepareConfig, overwrite: bool = 
             extra={"target": {"kind": cfg.target, "column": target}, "target_stats": target_stats,
                    "splits": {"by": "subject", "seed": cfg.split_seed, "fractions": list(cfg.fractions),
                               "subjects": {s: sorted(k for k, v in assignment.items() if v == s) for s in SPLITS}},
-                   "prepare": cfg.to_dict()},
+                   "prepare": cfg.to_dict(),
+                   "bad_channels": {d["path"]: d["bad_channels"] for d in usable.values() if d.get("bad_channels")}},
         )
     except BaseException:
         writer.abort()

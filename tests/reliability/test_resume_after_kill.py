@@ -131,6 +131,7 @@ def test_resume_recovers_a_trial_whose_snapshot_checkpoint_was_deleted(
     _check_every_trial_finished(runs / NAME, 2)
 
 
+@pytest.mark.slow  # ~75 s; the SIGKILL test above checks the journal the same way in the default run
 def test_ctrl_c_then_resume_keeps_every_trial_and_each_study_trial_once(small_eeg: Path, tmp_path: Path) -> None:
     """SIGINT to the run's process group (Ctrl-C) mid-training: exit 130 with Tune's state saved; --resume
     finishes every trial, and the cell's Optuna study holds each of them exactly once, COMPLETE."""

@@ -36,7 +36,7 @@ def workdir(hbn_tree: Path, ray_session: None, tmp_path_factory: pytest.TempPath
         os.chdir(cwd)
 
 
-@pytest.mark.parametrize("name", ["challenge1.yaml", "multiphase_ablation.yaml"])
+@pytest.mark.parametrize("name", ["challenge1.yaml", "challenge1_success.yaml", "multiphase_ablation.yaml"])
 def test_smoke_settings_match_the_session_tree(name: str, n_subjects: int) -> None:
     # The smoke runs below reuse the session's synthetic tree; that is only honest if it is the tree the
     # experiment's smoke overrides would have generated.
@@ -45,6 +45,7 @@ def test_smoke_settings_match_the_session_tree(name: str, n_subjects: int) -> No
     assert smoke["data.prepare.synthetic_sfreq"] == 100 and smoke["data.prepare.synthetic_runs"] == 1
 
 
+@pytest.mark.slow  # EEGNeX: 2–4 min on 2 cores; `make test-all` runs it (the other smokes here use conv/shallow)
 def test_challenge1_smoke_eegnex_beats_the_mean_predictor(workdir: Path) -> None:
     assert main(["run", str(EXPERIMENTS / "challenge1.yaml"), "--smoke", "--quiet",
                  "--storage", str(workdir / "runs")]) == 0
@@ -55,6 +56,18 @@ def test_challenge1_smoke_eegnex_beats_the_mean_predictor(workdir: Path) -> None
     assert len(df) == 1 and (df["status"] == "OK").all()
     # NRMSE = rmse / std(y) (population std): predicting the mean scores 1.0.
     assert df["val/nrmse"].iloc[0] < 0.9
+
+
+def test_challenge1_success_smoke_classifies_correctness(workdir: Path) -> None:
+    """The other challenge-1 behaviour: eeg_classifier on the CCD `correct` column of the same shard set."""
+    assert main(["run", str(EXPERIMENTS / "challenge1_success.yaml"), "--smoke", "--quiet",
+                 "--storage", str(workdir / "runs")]) == 0
+    shards = open_shard_set(workdir / "data" / "eeg2025" / "challenge1-smoke")
+    assert shards.manifest["columns"]["correct"]["dtype"].startswith(("int", "bool", "uint"))
+    df = pd.read_csv(workdir / "runs" / "eeg2025-challenge1-success-smoke" / "results.csv")
+    assert sorted(df["arm"]) == ["eegnex", "shallow"] and (df["status"] == "OK").all()
+    for col in ("val/auroc", "test/auroc", "test/acc"):
+        assert df[col].between(0, 1).all(), col
 
 
 def _finished_trials(run: Path, epochs: int = 2) -> list[Path]:

@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 STUDIES = ["atlas/vae3d_conditional.yaml", "atlas/beta_vae_sweep.yaml", "lfp/genotype_vit.yaml",
            "lfp/ntrials_matrix.yaml", "rf/localization.yaml", "rf/localization_hpo.yaml"]
 # The EEG2025 files run against the session's synthetic HBN tree in test_eeg2025_challenge1.py.
-EEG2025 = ["eeg2025/challenge1.yaml", "eeg2025/challenge1_hpo.yaml", "eeg2025/challenge2_hpo.yaml",
-           "eeg2025/multiphase_ablation.yaml"]
+EEG2025 = ["eeg2025/challenge1.yaml", "eeg2025/challenge1_hpo.yaml", "eeg2025/challenge1_success.yaml",
+           "eeg2025/challenge2_hpo.yaml", "eeg2025/multiphase_ablation.yaml"]
 
 
 def test_every_experiment_file_has_a_smoke_test() -> None:

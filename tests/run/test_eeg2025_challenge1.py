@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from neuroray.cli import main
-from neuroray.datasets.shards import open_shard_set
+from neuroray.datasets.shards import open_shard_set, tensor_column_to_numpy
+from neuroray.run_folder.checkpoints import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments" / "eeg2025"
@@ -144,3 +149,29 @@ def test_challenge2_hpo_smoke_regresses_externalizing(workdir: Path) -> None:
     assert shards.manifest["target"]["column"] == "externalizing"
     df = pd.read_csv(workdir / "runs" / "eeg2025-challenge2-hpo-smoke" / "results.csv")
     assert len(df) == 1 and (df["status"] == "OK").all() and df["val/nrmse"].notna().all()
+    trained = load_checkpoint(df["checkpoint"].iloc[0])
+    assert shards.spec.n_times == 400 and trained.input_spec.n_times == 200  # 4 s windows, 2 s crops
+
+    # The challenge's scorer feeds (batch, 129, 200): the 2 s model goes into a submission as it is (this run
+    # stands in for challenge 1 too; only the packaging is under test).
+    run = workdir / "runs" / "eeg2025-challenge2-hpo-smoke"
+    out = workdir / "submission.zip"
+    assert main(["export", "--challenge", "eeg2025", "--challenge1", str(run), "--challenge2", str(run),
+                 "--out", str(out)]) == 0
+    with zipfile.ZipFile(out) as zf:
+        zf.extractall(workdir / "scoring")
+    spec = importlib.util.spec_from_file_location("submission", workdir / "scoring" / "submission.py")
+    assert spec is not None and spec.loader is not None
+    submission = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(submission)
+    model = submission.Submission(100, "cpu").get_model_challenge_2()
+    assert json.loads((workdir / "scoring" / "model_challenge_2.json").read_text())["n_times"] == 200
+    table = shards.read_split("val", ["x", "externalizing"])
+    x = tensor_column_to_numpy(table["x"])
+    norm = shards.manifest["normalization"]
+    raw = x * np.asarray(norm["std"])[:, None] + np.asarray(norm["mean"])[:, None]
+    with torch.no_grad():
+        got = model(torch.from_numpy(np.ascontiguousarray(raw[..., 100:300], dtype=np.float32))).reshape(-1)
+        ref = trained(torch.from_numpy(x.copy()))
+    assert got.shape == (len(x),) and torch.isfinite(got).all()
+    assert torch.allclose(got, ref, atol=1e-4 * max(1.0, float(ref.abs().max())))  # the centred crop, as trained

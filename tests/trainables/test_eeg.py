@@ -100,3 +100,30 @@ def test_classifier_learns_a_planted_class() -> None:
     assert trainer.callback_metrics["val/auroc"] > 0.85  # chance is 0.5
     assert_logs_declared(trainer, module)
     assert module(torch.zeros(3, 8, 100)).shape == (3, 2)
+
+
+def test_crop_s_random_in_training_centred_in_evaluation() -> None:
+    # windows carry their sample index, so a crop's first value is its start
+    module = base.build("eeg_regressor", SPEC, {"encoder": "shallow", "crop_s": 0.4}, target="y")
+    assert module.crop_n == 40 and module.input_spec.n_times == 40 and module.spec.n_times == 100
+    x = torch.arange(100.0).expand(64, 8, 100).contiguous()
+    module.train()
+    cut = module.crop(x)
+    assert cut.shape == (64, 8, 40)
+    starts = cut[:, 0, 0]
+    assert bool((cut == starts[:, None, None] + torch.arange(40.0)).all())  # contiguous, same on every channel
+    assert len(set(starts.tolist())) > 10 and starts.min() >= 0 and starts.max() <= 60  # fresh per window
+    module.eval()
+    assert bool((module.crop(x)[:, :, 0] == 30).all())  # centred: (100 - 40) / 2
+    assert module.crop(x[..., :40]).shape == (64, 8, 40)  # a window of the crop's length passes
+    with torch.no_grad():  # forward takes the data's windows and the crop's alike
+        assert torch.allclose(module(x), module(x[..., 30:70]))
+    batch = {"x": torch.randn(4, 8, 100), "y": torch.tensor([0.1, 0.2, -0.3, 1.0])}
+    module.train()
+    assert torch.isfinite(module.training_step(batch, 0))
+    for name in ("eeg_classifier", "eeg_masked_pretrain", "eeg_contrastive"):
+        other = base.build(name, SPEC, {"encoder": "conv", "crop_s": 0.5}, target="label")
+        other.train()
+        assert torch.isfinite(other.training_step({"x": torch.randn(4, 8, 100), "label": torch.tensor([0, 1, 0, 1])}, 0))
+    with pytest.raises(ConfigError, match=r"hparams.crop_s: 1.5 s is 150 samples at 100 Hz; the windows have 100"):
+        base.build("eeg_regressor", SPEC, {"crop_s": 1.5}, target="y")

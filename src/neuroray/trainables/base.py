@@ -61,6 +61,7 @@ class Task(L.LightningModule):
                  target: str | None = None) -> None:
         super().__init__()
         self.spec = spec
+        self.input_spec: Spec = spec  # what the network itself takes (an EEG task's ``crop_s`` shortens it)
         self.hp = hparams if isinstance(hparams, TaskHparams) else validate_hparams(self.name, hparams or {})
         self.target = target
         self.save_hyperparameters({"trainable": self.name, "target": target, **dataclasses.asdict(self.hp)})

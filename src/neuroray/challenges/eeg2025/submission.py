@@ -142,7 +142,8 @@ class PackagedModel:
 
 
 def _config_and_state(challenge: int, module: Task, shard_set: ShardSet) -> tuple[dict[str, Any], dict[str, Any]]:
-    spec, hp = cast(EEGWindowSpec, module.spec), cast(EEGEncoderHparams, module.hp)
+    # the network's own input: a model trained on crops (crop_s) takes the crop, as the scorer feeds it
+    spec, hp = cast(EEGWindowSpec, module.input_spec), cast(EEGEncoderHparams, module.hp)
     cfg: dict[str, Any] = {"encoder": hp.encoder, "n_chans": spec.n_chans, "n_times": spec.n_times,
                            "sfreq": spec.sfreq, "n_filters": hp.n_filters, "dropout": hp.dropout}
     if hp.encoder not in eeg_encoders.ENCODERS:
@@ -177,11 +178,11 @@ def load_challenge_model(challenge: int, ref: str) -> PackagedModel:
     where = f"--challenge{challenge} {ref}: trial {row['trial_id']}"
     if module.name != "eeg_regressor":
         raise NeurorayError(f"{where} is a {module.name!r}; EEG2025 submissions take eeg_regressor models")
-    spec = cast(EEGWindowSpec, module.spec)
+    spec = cast(EEGWindowSpec, module.input_spec)
     if (spec.n_chans, spec.n_times, spec.sfreq) != (N_CHANS, N_TIMES, SFREQ):
         raise NeurorayError(f"{where} takes {spec.n_chans} ch x {spec.n_times} samples at {spec.sfreq:g} Hz; "
                             f"the scorer feeds {N_CHANS} x {N_TIMES} at {SFREQ:g} Hz (prepare with --channels "
-                            "hbn129 --sfreq 100 and 2 s windows)")
+                            "hbn129 --sfreq 100 and 2 s windows, or train on 2 s crops: hparams.crop_s: 2)")
     if not info.shards:
         raise NeurorayError(f"{where}: {run_dir}/run.json names no shard set (its normalization goes into the zip)")
     shard_set = open_shard_set(info.shards)
@@ -226,7 +227,9 @@ def _self_check(folder: Path, models: list[PackagedModel]) -> tuple[dict[int, fl
         with torch.no_grad():
             for x, batch in iter_split(m.shard_set, "val", [target], 256):
                 raw = (x.astype(np.float64) * std + mean).astype(np.float32)
-                got = scored(torch.from_numpy(raw)).numpy().reshape(-1)
+                start = (raw.shape[-1] - N_TIMES) // 2  # longer windows (crop_s): the centred crop, as in training
+                fed = np.ascontiguousarray(raw[..., start:start + N_TIMES])
+                got = scored(torch.from_numpy(fed)).numpy().reshape(-1)
                 ref = m.module(torch.from_numpy(np.require(x, requirements="W"))).numpy().reshape(-1)
                 worst, scale = max(worst, float(np.abs(got - ref).max())), max(scale, float(np.abs(ref).max()))
                 preds.append(got)

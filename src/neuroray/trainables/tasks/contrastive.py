@@ -55,7 +55,7 @@ class EEGContrastive(EEGTask):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalized projection of ``x`` (B, proj_dim): the embedding a retrieval or probe would use."""
-        return nn.functional.normalize(self.projection(self.encoder(x)), dim=1)
+        return nn.functional.normalize(self.projection(self.encoder(self.crop(x))), dim=1)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """A random view of ``x``: a time roll of up to ``max_shift_s`` (one for the batch), channel dropout, noise."""
@@ -67,7 +67,7 @@ class EEGContrastive(EEGTask):
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = batch["x"].float()
-        views = torch.cat([self.augment(x), self.augment(x)], 0)
+        views = self.crop(torch.cat([self.augment(x), self.augment(x)], 0))  # two views: two crops
         features = self.encoder(views)
         z = self.projection(features)
         with torch.no_grad():

@@ -5,12 +5,14 @@ own (``shallow``, ``conv``) and braindecode's zoo (``eegnex``, ``eegnet``, ...; 
 built with ``n_outputs = n_filters``). The same encoder, under the same module name ``encoder``, is used
 by the self-supervised tasks (``pretrain.py``, ``contrastive.py``), so a phase that starts ``from`` one of
 them carries every encoder tensor over. Optional: an auxiliary regression head (e.g. p_factor, weight 0.15)
-that ignores null targets, and ``freeze_epochs`` that keep the carried-over encoder fixed at first.
+that ignores null targets, ``freeze_epochs`` that keep the carried-over encoder fixed at first, and ``crop_s``:
+the encoder takes crops of that length (a random crop per window and step in training, the centred crop in
+evaluation and export), the EEG2025 challenge-2 recipe of 2 s out of 4 s windows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
@@ -18,6 +20,7 @@ from torch import nn
 from torchmetrics import PearsonCorrCoef
 
 from neuroray.datasets.spec import EEGWindowSpec
+from neuroray.errors import ConfigError
 from neuroray.trainables.base import (
     ClassCount,
     Fraction,
@@ -40,7 +43,8 @@ class EEGEncoderHparams(TaskHparams):
     """Shared by every EEG task. ``n_filters`` is the feature width the heads read (braindecode models are
     built with ``n_outputs = n_filters``); ``dropout`` is every encoder's dropout (braindecode's ``drop_prob``).
     ``aux_target``: a numeric column regressed from the features with weight ``aux_weight`` ('' = none).
-    ``encoder_weights``: a local state dict the encoder starts from (pretrained weights; '' = none)."""
+    ``encoder_weights``: a local state dict the encoder starts from (pretrained weights; '' = none).
+    ``crop_s``: seconds of each window the encoder sees (0 = the whole window)."""
 
     encoder: EncoderName = "shallow"
     n_filters: PositiveInt = 16
@@ -49,19 +53,51 @@ class EEGEncoderHparams(TaskHparams):
     aux_weight: NonNegativeFloat = 0.15
     freeze_epochs: NonNegativeInt = 0
     encoder_weights: str = ""
+    crop_s: NonNegativeFloat = 0.0
+
+
+def crop_samples(spec: EEGWindowSpec, crop_s: float) -> int:
+    """Samples in a ``crop_s`` crop of ``spec``'s windows (0 = no crop); ConfigError if it does not fit."""
+    if crop_s <= 0:
+        return 0
+    n = round(crop_s * spec.sfreq)
+    if not 1 <= n <= spec.n_times:
+        raise ConfigError(f"hparams.crop_s: {crop_s:g} s is {n} samples at {spec.sfreq:g} Hz; the windows have "
+                          f"{spec.n_times} ({spec.n_times / spec.sfreq:g} s); allowed: 0 (no crop) up to "
+                          f"{spec.n_times / spec.sfreq:g}")
+    return n
 
 
 class EEGTask(Task):
-    """An EEG encoder plus an optional auxiliary head; freezes the encoder for ``freeze_epochs``."""
+    """An EEG encoder plus an optional auxiliary head; freezes the encoder for ``freeze_epochs``; crops windows
+    to ``crop_s`` before the encoder."""
 
     hp: EEGEncoderHparams
 
+    input_spec: EEGWindowSpec
+
     def __init__(self, spec: EEGWindowSpec, hparams: Any = None, target: str | None = None) -> None:
         super().__init__(spec, hparams, target=target)
-        self.encoder = build_encoder(self.hp.encoder, spec, self.hp.n_filters, self.hp.dropout)
+        self.crop_n = crop_samples(spec, self.hp.crop_s)
+        self.input_spec = replace(spec, n_times=self.crop_n) if self.crop_n else spec
+        self.encoder = build_encoder(self.hp.encoder, self.input_spec, self.hp.n_filters, self.hp.dropout)
         self.encoder_load = (load_encoder_weights(self.encoder, self.hp.encoder_weights)
                              if self.hp.encoder_weights else None)
         self.aux_head = nn.Linear(self.hp.n_filters, 1) if self.hp.aux_target else None
+
+    def crop(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, C, T) cut to ``crop_s``: a fresh random crop per window in training, else the centred one.
+
+        Windows already of the crop's length pass unchanged (the challenge scorer feeds 2 s)."""
+        n = self.crop_n
+        if not n or x.shape[-1] == n:
+            return x
+        if not self.training:
+            start = (x.shape[-1] - n) // 2
+            return x[..., start:start + n]
+        starts = torch.randint(0, x.shape[-1] - n + 1, (x.shape[0],), device=x.device)
+        index = (starts[:, None] + torch.arange(n, device=x.device)[None, :])[:, None, :].expand(-1, x.shape[1], -1)
+        return x.gather(-1, index)
 
     def aux_loss(self, features: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Weighted masked MSE of the auxiliary head on ``aux_target``; zero (with a graph) without an aux head."""
@@ -122,11 +158,11 @@ class EEGRegressor(EEGTask):
         self.target_std.fill_(float(std) if std > 0 else 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x)).reshape(x.shape[0]) * self.target_std + self.target_mean
+        return self.head(self.encoder(self.crop(x))).reshape(x.shape[0]) * self.target_std + self.target_mean
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         y = batch[str(self.target)].float()
-        features = self.encoder(batch["x"].float())
+        features = self.encoder(self.crop(batch["x"].float()))
         pred = self.head(features).reshape(len(y)) * self.target_std + self.target_mean
         loss = masked_mse(pred / self.target_std, y / self.target_std) + self.aux_loss(features, batch)
         return loss, pred, y
@@ -176,11 +212,11 @@ class EEGClassifier(ClassifierSteps, EEGTask):
         self.head = nn.Linear(self.hp.n_filters, self.hp.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
+        return self.head(self.encoder(self.crop(x)))
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         y = batch[str(self.target)].float()
-        features = self.encoder(batch["x"].float())
+        features = self.encoder(self.crop(batch["x"].float()))
         logits = self.head(features)
         keep = ~torch.isnan(y)
         labels = y[keep].long()

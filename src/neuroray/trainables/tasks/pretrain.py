@@ -48,14 +48,16 @@ class EEGMaskedPretrain(EEGTask):
         if not 0.0 < self.hp.mask_ratio < 1.0:
             raise ConfigError(f"hparams.mask_ratio: {self.hp.mask_ratio} must be between 0 and 1")
         self.patch_t = max(1, round(self.hp.patch_s * spec.sfreq))
-        self.decoder = nn.Linear(self.hp.n_filters, spec.n_chans * spec.n_times)
+        self.decoder = nn.Linear(self.hp.n_filters, spec.n_chans * self.input_spec.n_times)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruction of ``x`` (B, C, T) from its features (export: the unmasked autoencoder)."""
+        """Reconstruction of ``x`` (B, C, T) from its features (export: the unmasked autoencoder; with ``crop_s``
+        that of the centred crop)."""
+        x = self.crop(x)
         return self.decoder(self.encoder(x)).reshape(x.shape)
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        x = batch["x"].float()
+        x = self.crop(batch["x"].float())
         mask = patch_mask(x.shape[0], x.shape[1], x.shape[2], self.hp.patch_chans, self.patch_t,
                           self.hp.mask_ratio).to(x.device)
         features = self.encoder(x.masked_fill(mask, 0.0))

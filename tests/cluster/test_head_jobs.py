@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -47,7 +48,10 @@ def _free_ports(n: int) -> list[int]:
 def head(s3_server: Any) -> Iterator[dict[str, str]]:
     tmp = tempfile.mkdtemp(prefix="nrh", dir="/tmp")  # short: Ray's unix socket paths have a length limit
     gcs, dash, client, agent, agent_grpc, env_agent, metrics = _free_ports(7)
-    env = {**os.environ, **s3_server.env, "RAY_TMPDIR": tmp, "RAY_USAGE_STATS_ENABLED": "0",
+    # Its own token, passed to the head and every client: a fresh machine has no ~/.ray/auth_token yet (the
+    # first embedded Ray writes one, perhaps after these tests), and the user's own token stays untouched.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**os.environ, **s3_server.env, **auth, "RAY_TMPDIR": tmp, "RAY_USAGE_STATS_ENABLED": "0",
            "WANDB_MODE": "offline", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("RAY_ADDRESS", None)
     log = open(Path(tmp) / "head.log", "w")  # noqa: SIM115
@@ -67,8 +71,7 @@ def head(s3_server: Any) -> Iterator[dict[str, str]]:
         proc.kill()
         pytest.fail(f"ray start --head did not come up:\n{(Path(tmp) / 'head.log').read_text()[-3000:]}")
     time.sleep(3)  # the dashboard (job server) starts just after the GCS
-    yield {"tmp": tmp, "dashboard": f"http://127.0.0.1:{dash}", "RAY_TMPDIR": tmp, "RAY_AUTH_MODE": "token",
-           "PATH": env["PATH"]}
+    yield {"tmp": tmp, "dashboard": f"http://127.0.0.1:{dash}", "RAY_TMPDIR": tmp, **auth, "PATH": env["PATH"]}
     os.killpg(proc.pid, signal.SIGTERM)
     try:  # a throwaway head in its own session and tmp: no need to wait out Ray's graceful shutdown
         proc.wait(timeout=8)
@@ -80,7 +83,7 @@ def head(s3_server: Any) -> Iterator[dict[str, str]]:
 
 def _env(head: dict[str, str]) -> dict[str, str]:
     """A client of the head: its RAY_TMPDIR (for `--address auto`) and token auth (Ray 2.60's default)."""
-    env = {**os.environ, **{k: head[k] for k in ("RAY_TMPDIR", "RAY_AUTH_MODE", "PATH")}}
+    env = {**os.environ, **{k: head[k] for k in ("RAY_TMPDIR", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "PATH")}}
     env.pop("RAY_ADDRESS", None)
     return env
 

@@ -26,6 +26,14 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def _target_stats(manifest: Any, targets: list[str]) -> Any:
+    """The manifest's train stats of the target (a dict per column when there are several; None without)."""
+    stats = manifest.get("target_stats") or {}
+    if len(targets) > 1:
+        return {t: stats.get(t) for t in targets}
+    return stats.get(targets[0]) if targets else None
+
+
 def build_card(module: Task, shard_set: ShardSet, files: dict[str, Path], precision: str,
                parity: dict[str, Any], validation: dict[str, Any], quantization: dict[str, Any] | None,
                source: dict[str, Any] | None, trial_metrics: dict[str, Any] | None,
@@ -50,7 +58,7 @@ def build_card(module: Task, shard_set: ShardSet, files: dict[str, Path], precis
         "sfreq": spec.get("sfreq"),
         "input_preprocessing": manifest.get("preprocessing", []),
         "normalization": manifest.get("normalization", {}),
-        "target_stats": (manifest.get("target_stats") or {}).get(target or "", None),
+        "target_stats": _target_stats(manifest, module.target_names()),
         "metrics": {"trial": trial_metrics or {}, "validation": validation},
         "parity": parity,
         "quantization": quantization,

@@ -79,17 +79,21 @@ class _Mean(Scorer):
 
 
 class Regression(Scorer):
-    """``val/nrmse`` of the predictions against the target column."""
+    """``val/nrmse`` of the predictions against the target column (several targets: the mean of theirs, as
+    the regressor's own ``val/nrmse``)."""
 
     def __init__(self, module: Task) -> None:
         super().__init__(module)
-        self.metric, self.columns, self.nrmse = "val/nrmse", (str(module.target),), NRMSE()
+        self.metric, self.columns = "val/nrmse", tuple(module.target_names())
+        self.nrmse = [NRMSE() for _ in self.columns]
 
     def update(self, out: torch.Tensor, x: torch.Tensor, batch: pa.RecordBatch) -> None:
-        self.nrmse.update(out.reshape(-1), _float_column(batch, self.columns[0]))
+        out = out.reshape(out.shape[0], -1)
+        for i, (column, metric) in enumerate(zip(self.columns, self.nrmse, strict=True)):
+            metric.update(out[:, i], _float_column(batch, column))
 
     def compute(self) -> float:
-        return float(self.nrmse.compute())
+        return float(sum(float(m.compute()) for m in self.nrmse) / len(self.nrmse))
 
 
 class Classification(Scorer):

@@ -43,6 +43,29 @@ def summary_table(stats: pd.DataFrame, trials: pd.DataFrame, metric: str, arms: 
     return pd.DataFrame(rows)
 
 
+def per_target_table(stats: pd.DataFrame, arms: list[str]) -> pd.DataFrame:
+    """A multi-target run's per-target scores: one row per (arm, target), a column per metric and split
+    (``test/nrmse``, ``val/r``, ...: the mean over units with its 95 % interval); empty for a single target."""
+    parts = stats["metric"].str.split("/", n=2, expand=True) if len(stats) else pd.DataFrame()
+    if parts.shape[1] < 3 or parts[2].isna().all():
+        return pd.DataFrame()
+    per = stats.assign(split=parts[0], name=parts[1], target=parts[2]).dropna(subset=["target"])
+    targets = list(dict.fromkeys(per["target"]))
+    columns = sorted({f"{a}/{b}" for a, b in zip(per["split"], per["name"], strict=True)},
+                     key=lambda c: (not c.startswith("test/"), c))
+    rows = []
+    for arm in arms:
+        for t in targets:
+            row: dict[str, object] = {"arm": arm, "target": t}
+            for c in columns:
+                hit = per[(per["arm"] == arm) & (per["metric"] == f"{c}/{t}")]
+                if len(hit):
+                    row[c] = hit["mean"].iloc[0]
+                    row[f"{c} 95% CI"] = f"[{fmt(hit['ci_low'].iloc[0]) or NA}, {fmt(hit['ci_high'].iloc[0]) or NA}]"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _figures(src: Source, cells: pd.DataFrame, stats: pd.DataFrame, baseline: str,
              out: Path) -> list[tuple[str, Path | None, str]]:
     """(title, PNG or None, note) per figure section."""
@@ -98,7 +121,7 @@ def build(src: Source, out: Path, baseline: str | None = None, combine: Source |
     csv_text = stats.map(fmt)
     atomic_write(out / "report.csv", lambda p: csv_text.to_csv(p, index=False))
     by_subject = subject_stats(src.subjects, cells, arms, base, head)
-    parts = _Parts(src, base, summary, stats, eeg_lines, figs, cells, by_subject)
+    parts = _Parts(src, base, summary, stats, eeg_lines, figs, cells, by_subject, per_target_table(stats, arms))
     atomic_write(out / "report.md", lambda p: p.write_text(parts.markdown()))
     atomic_write(out / "report.html", lambda p: p.write_text(parts.html()))
     return summary
@@ -114,7 +137,10 @@ class _Parts:
     figs: list[tuple[str, Path | None, str]]
     cells: pd.DataFrame
     by_subject: pd.DataFrame
+    by_target: pd.DataFrame
 
+    TARGETS_NOTE = ("One head per target: each target's NRMSE and Pearson r (mean over units of each cell's chosen "
+                    "trial, 95 % interval). The monitored metric is their mean unless the experiment names one.")
     SUBJECTS_NOTE = ("Test subjects as units (as MOABB compares pipelines): per test subject, each arm's mean score "
                      "over its chosen trials; Δ = mean over subjects of (arm − baseline), p = Wilcoxon signed-rank "
                      "over those subjects (n_subjects). It asks whether the arm is better for most people, where "
@@ -191,6 +217,8 @@ class _Parts:
               markdown_table(_display(self.summary)), "",
               "## All metrics per arm", "", "Same numbers as `report.csv`.", "",
               markdown_table(_display(self.stats)), ""]
+        if not self.by_target.empty:
+            md += ["## Per target", "", self.TARGETS_NOTE, "", markdown_table(_display(self.by_target)), ""]
         if not self.by_subject.empty:
             md += [f"## Per test subject: {s.headline}", "", self.SUBJECTS_NOTE, "",
                    markdown_table(_display(self.by_subject)), ""]
@@ -207,6 +235,9 @@ class _Parts:
         body += [f"<h2>{self.src.headline} per arm</h2>", H.table(_display(self.summary), "summary", self.baseline),
                  "<h2>All metrics per arm</h2>", H.paragraph("Same numbers as report.csv."),
                  H.table(_display(self.stats), "arm-stats", self.baseline)]
+        if not self.by_target.empty:
+            body += ["<h2>Per target</h2>", H.paragraph(self.TARGETS_NOTE),
+                     H.table(_display(self.by_target), "by-target", self.baseline)]
         if not self.by_subject.empty:
             body += [f"<h2>Per test subject: {self.src.headline}</h2>", H.paragraph(self.SUBJECTS_NOTE),
                      H.table(_display(self.by_subject), "by-subject", self.baseline)]

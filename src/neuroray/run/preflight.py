@@ -97,11 +97,12 @@ def _check_columns(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
         for phase in loaded.resolve(arm, loaded.model.matrix.seed[0]).phases:
             where = f"phases.{phase.name}" + (f" (arm {arm})" if len(loaded.arms) > 1 else "")
             hp = phase.hparams or {}
-            if phase.target:
-                need(f"{where}.target", phase.target, whole="n_classes" in registry.hparam_fields(phase.trainable))
-                if phase.target not in scored:
-                    _scorable(f"{where}.target", shard_set, phase.target)
-                    scored.add(phase.target)
+            key = f"{where}.targets" if phase.targets else f"{where}.target"
+            for column in phase.target_columns:
+                need(key, column, whole="n_classes" in registry.hparam_fields(phase.trainable))
+                if column not in scored:
+                    _scorable(key, shard_set, column)
+                    scored.add(column)
             for key in ("aux_target", "adversary_column"):
                 if hp.get(key):
                     need(f"{where}.hparams.{key}", str(hp[key]))

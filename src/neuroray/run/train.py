@@ -163,14 +163,15 @@ def run_phases(config: LoopConfig | dict[str, Any], get_shard: ShardFn, report: 
             states[phase.name] = done
             continue
         L.seed_everything(cfg.seed * 1000 + i, workers=False, verbose=False)
-        module = registry.build(phase.trainable, spec, phase.hparams or {}, target=phase.target)
+        module = registry.build(phase.trainable, spec, phase.hparams or {}, target=phase.target_arg)
         if (load := getattr(module, "encoder_load", None)) is not None and is_rank0:
             print(f"{cfg.trial_name} {phase.name}: {load.summary()}", flush=True)
         if phase.from_ and resume is None:
             registry.load_matching(module, states[phase.from_])
-        stats = cfg.target_stats.get(phase.target or "")
-        if stats:  # after the carry-over: this phase's own target
-            module.set_target_stats(stats.mean, stats.std)
+        stats = [cfg.target_stats.get(t) for t in module.target_names()]
+        if stats and all(stats):  # after the carry-over: this phase's own target(s)
+            means, stds = [st.mean for st in stats if st], [st.std for st in stats if st]
+            module.set_target_stats(means if len(means) > 1 else means[0], stds if len(stds) > 1 else stds[0])
         logger: Any = False
         if cfg.tensorboard_dir and is_rank0:
             from lightning.pytorch.loggers import TensorBoardLogger

@@ -25,13 +25,13 @@ def _build(phase: Phase, spec: Spec) -> None:
         warnings.simplefilter("ignore")
         try:
             with torch.device("meta"):
-                registry.build(phase.trainable, spec, phase.hparams, target=phase.target)
+                registry.build(phase.trainable, spec, phase.hparams, target=phase.target_arg)
             return
         except ConfigError:
             raise
         except Exception:  # noqa: BLE001 - some third-party layer may not run on meta: the CPU decides
             pass
-        registry.build(phase.trainable, spec, phase.hparams, target=phase.target)
+        registry.build(phase.trainable, spec, phase.hparams, target=phase.target_arg)
 
 
 def _key(message: str, phase: Phase) -> tuple[str, str]:
@@ -51,12 +51,13 @@ def _spec_text(spec: Spec) -> str:
 
 def check_buildable(loaded: LoadedExperiment, spec: Spec) -> None:
     """Build each distinct (trainable, hparams, target) of every arm, at every search probe, once."""
-    seen: set[tuple[str, str, str | None]] = set()
+    seen: set[tuple[str, str, str]] = set()
     seed = loaded.model.matrix.seed[0]
     for arm in loaded.arms:
         for params in [{}, *probes(loaded.space())]:
             for phase in loaded.resolve(arm, seed, params).phases:
-                key = (phase.trainable, json.dumps(phase.hparams, sort_keys=True, default=str), phase.target)
+                key = (phase.trainable, json.dumps(phase.hparams, sort_keys=True, default=str),
+                       json.dumps(phase.target_arg))
                 if key in seen:
                     continue
                 seen.add(key)

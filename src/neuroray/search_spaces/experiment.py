@@ -316,8 +316,15 @@ def _check(loaded: LoadedExperiment) -> None:
     for param in space.values():
         param.dist.to_optuna()
     for arm in loaded.arms:  # Tune would fail mid-run on a metric no epoch reports
-        final = loaded.resolve(arm, model.matrix.seed[0]).phases[-1]
-        logged = registry.logged_metrics(final.trainable)
+        resolved = loaded.resolve(arm, model.matrix.seed[0]).phases
+        for phase in resolved:
+            if phase.targets and not registry.get(phase.trainable).multi_target:
+                where = f" (arm {arm})" if len(loaded.arms) > 1 else ""
+                takes = ", ".join(n for n in registry.available() if registry.get(n).multi_target)
+                raise ConfigError(f"{source}: phases.{phase.name}.targets{where}: trainable {phase.trainable!r} "
+                                  f"takes one target (set target:); several targets: {takes}")
+        final = resolved[-1]
+        logged = registry.logged_metrics(final.trainable, final.targets)
         for metric, _ in loaded.objectives:
             if metric not in logged:
                 where = f" (arm {arm})" if len(loaded.arms) > 1 else ""

@@ -99,6 +99,8 @@ class Phase(Strict):
     trainable: str
     epochs: int = Field(ge=1)
     target: str | None = None
+    # several numeric columns regressed together, one head each (eeg_regressor); excludes `target`
+    targets: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=2)
     from_: str | None = Field(None, alias="from")
     batch_size: int = Field(64, ge=1)
     freeze_epochs: int = Field(0, ge=0)  # keep the encoder carried over by `from` fixed this many epochs
@@ -109,6 +111,24 @@ class Phase(Strict):
     @classmethod
     def _aux_off(cls, v: Any) -> Any:
         return None if v is False else v
+
+    @model_validator(mode="after")
+    def _one_kind_of_target(self) -> Phase:
+        if self.target is not None and self.targets is not None:
+            raise ValueError("target and targets: name one column as target, or several as targets, not both")
+        if self.targets is not None and len(set(self.targets)) != len(self.targets):
+            raise ValueError(f"targets: {self.targets} names a column twice")
+        return self
+
+    @property
+    def target_arg(self) -> str | list[str] | None:
+        """What the trainable is built with: the target column, or the list of them."""
+        return list(self.targets) if self.targets else self.target
+
+    @property
+    def target_columns(self) -> list[str]:
+        """Every target column this phase reads (none for a self-supervised phase)."""
+        return list(self.targets) if self.targets else ([self.target] if self.target else [])
 
     def task_hparams(self) -> dict[str, Any]:
         """hparams plus the phase-level freeze/aux settings, in the trainable's own vocabulary."""

@@ -56,9 +56,11 @@ class Task(L.LightningModule):
     Hparams: ClassVar[type[TaskHparams]] = TaskHparams
     output: ClassVar[str] = "the trainable's forward output"  # what ``forward`` returns (the model card says it)
     scorer: ClassVar[str] = ""  # how export scores it outside training (export/scoring.py SCORERS); "" = none
+    multi_target: ClassVar[bool] = False  # whether it takes a list of targets (phases[].targets)
+    per_target: ClassVar[tuple[str, ...]] = ()  # with several targets, also logged as <metric>/<target>
 
     def __init__(self, spec: Spec, hparams: Mapping[str, Any] | TaskHparams | None = None,
-                 target: str | None = None) -> None:
+                 target: str | list[str] | None = None) -> None:
         super().__init__()
         self.spec = spec
         self.input_spec: Spec = spec  # what the network itself takes (an EEG task's ``crop_s`` shortens it)
@@ -66,8 +68,15 @@ class Task(L.LightningModule):
         self.target = target
         self.save_hyperparameters({"trainable": self.name, "target": target, **dataclasses.asdict(self.hp)})
 
-    def set_target_stats(self, mean: float, std: float) -> None:
-        """Train-split mean/std of this task's target; regressors standardize with it, others ignore it."""
+    def set_target_stats(self, mean: float | list[float], std: float | list[float]) -> None:
+        """Train-split mean/std of this task's target (one per target of a multi-target task); regressors
+        standardize with it, others ignore it."""
+
+    def target_names(self) -> list[str]:
+        """The target column(s) this task reads, in order (none for self-supervised tasks)."""
+        if self.target is None:
+            return []
+        return list(self.target) if isinstance(self.target, list | tuple) else [self.target]
 
     def example_input(self, batch_size: int = 2) -> torch.Tensor:
         """A zero input of the right shape, for export and smoke tests."""
@@ -77,9 +86,12 @@ class Task(L.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.hp.lr, weight_decay=self.hp.weight_decay)
 
 
-def logged_metrics(name: str) -> list[str]:
-    """Every epoch metric trainable ``name`` logs (what an experiment's ``metric`` may name)."""
-    return ["train/loss", "val/loss", *get(name).logs]
+def logged_metrics(name: str, targets: list[str] | None = None) -> list[str]:
+    """Every epoch metric trainable ``name`` logs (what an experiment's ``metric`` may name); with several
+    ``targets`` also each per-target metric (``val/nrmse/<target>``)."""
+    cls = get(name)
+    per = [f"{m}/{t}" for m in cls.per_target for t in targets] if targets and len(targets) > 1 else []
+    return ["train/loss", "val/loss", *cls.logs, *per]
 
 
 def load_matching(module: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
@@ -214,9 +226,14 @@ def validate_hparams(name: str, values: Mapping[str, Any], where: str = "hparams
     return hp
 
 
-def build(name: str, spec: Spec, hparams: Mapping[str, Any] | None = None, target: str | None = None) -> Task:
-    """A new ``name`` task for ``spec`` with ``hparams`` and ``target``; ConfigError if its modality differs."""
+def build(name: str, spec: Spec, hparams: Mapping[str, Any] | None = None,
+          target: str | list[str] | None = None) -> Task:
+    """A new ``name`` task for ``spec`` with ``hparams`` and ``target`` (a list: several targets, where the task
+    takes them); ConfigError if its modality differs or it takes one target only."""
     cls = get(name)
     if spec.modality != cls.modality:
         raise ConfigError(f"trainable {name!r} takes {cls.modality!r} data; the shard set is {spec.modality!r}")
+    if isinstance(target, list | tuple) and not cls.multi_target:
+        multi = ", ".join(n for n in available() if get(n).multi_target)
+        raise ConfigError(f"targets: trainable {name!r} takes one target (set target:); several targets: {multi}")
     return cls(spec, hparams or {}, target=target)

@@ -178,6 +178,9 @@ def load_challenge_model(challenge: int, ref: str) -> PackagedModel:
     where = f"--challenge{challenge} {ref}: trial {row['trial_id']}"
     if module.name != "eeg_regressor":
         raise NeurorayError(f"{where} is a {module.name!r}; EEG2025 submissions take eeg_regressor models")
+    if len(targets := module.target_names()) != 1:
+        raise NeurorayError(f"{where} regresses {len(targets)} targets ({', '.join(targets)}); each EEG2025 "
+                            "challenge scores one: export a single-target regressor")
     spec = cast(EEGWindowSpec, module.input_spec)
     if (spec.n_chans, spec.n_times, spec.sfreq) != (N_CHANS, N_TIMES, SFREQ):
         raise NeurorayError(f"{where} takes {spec.n_chans} ch x {spec.n_times} samples at {spec.sfreq:g} Hz; "

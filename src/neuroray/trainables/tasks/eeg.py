@@ -76,7 +76,7 @@ class EEGTask(Task):
 
     input_spec: EEGWindowSpec
 
-    def __init__(self, spec: EEGWindowSpec, hparams: Any = None, target: str | None = None) -> None:
+    def __init__(self, spec: EEGWindowSpec, hparams: Any = None, target: str | list[str] | None = None) -> None:
         super().__init__(spec, hparams, target=target)
         self.crop_n = crop_samples(spec, self.hp.crop_s)
         self.input_spec = replace(spec, n_times=self.crop_n) if self.crop_n else spec
@@ -128,44 +128,73 @@ class EEGRegressorHparams(EEGEncoderHparams):
 
 @register
 class EEGRegressor(EEGTask):
-    """Window → scalar target; MSE loss that ignores null (NaN) targets; monitors val/nrmse."""
+    """Window → scalar target, or one head per target (``targets``); MSE that ignores null (NaN) targets;
+    monitors val/nrmse.
+
+    With several targets each is standardized with its own train stats, nulls are masked per target, and
+    the loss is the mean of the per-target losses; ``val/nrmse/<t>`` and ``val/r/<t>`` are logged per target
+    and ``val/nrmse`` / ``val/r`` are their means. ``forward`` then returns (batch, n_targets).
+    """
 
     name: ClassVar[str] = "eeg_regressor"
     modality: ClassVar[str] = "eeg"
     monitor: ClassVar[str] = "val/nrmse"
     logs: ClassVar[tuple[str, ...]] = ("val/nrmse", "val/r")  # besides train/loss and val/loss
+    per_target: ClassVar[tuple[str, ...]] = ("val/nrmse", "val/r")  # also logged as <name>/<target>
     mode: ClassVar[str] = "min"
-    output: ClassVar[str] = "the target in its raw units (the network's standardization is undone inside the graph)"
+    output: ClassVar[str] = ("the target(s) in raw units (the network's standardization is undone inside the "
+                             "graph); several targets: one column each, in the order named")
     scorer: ClassVar[str] = "regression"
+    multi_target: ClassVar[bool] = True
     Hparams: ClassVar[type[TaskHparams]] = EEGRegressorHparams
     hp: EEGRegressorHparams
     target_mean: torch.Tensor
     target_std: torch.Tensor
 
-    def __init__(self, spec: EEGWindowSpec, hparams: Any = None, target: str | None = "y") -> None:
-        super().__init__(spec, hparams, target=target or "y")
-        self.head = nn.Linear(self.hp.n_filters, 1)
-        self.val_nrmse = NRMSE()
-        self.val_r = PearsonCorrCoef()
-        # The network works on a standardized target (train-split stats from the shard set's manifest), so
+    def __init__(self, spec: EEGWindowSpec, hparams: Any = None, target: str | list[str] | None = "y") -> None:
+        names = [str(t) for t in target] if isinstance(target, list | tuple) else [target or "y"]
+        super().__init__(spec, hparams, target=names if len(names) > 1 else names[0])
+        self.targets = names
+        k = len(names)
+        self.head = nn.Linear(self.hp.n_filters, k)
+        self.val_nrmse: list[NRMSE] = nn.ModuleList(NRMSE() for _ in names)  # type: ignore[assignment]
+        self.val_r: list[PearsonCorrCoef] = nn.ModuleList(PearsonCorrCoef() for _ in names)  # type: ignore[assignment]
+        # The network works on standardized targets (train-split stats from the shard set's manifest), so
         # a raw-unit target such as response time in seconds needs no special init; outputs are in raw units.
-        self.register_buffer("target_mean", torch.tensor(0.0))
-        self.register_buffer("target_std", torch.tensor(1.0))
+        # One target keeps scalar buffers (the shape of every checkpoint written before multi-target heads).
+        shape = (k,) if k > 1 else ()
+        self.register_buffer("target_mean", torch.zeros(shape))
+        self.register_buffer("target_std", torch.ones(shape))
 
-    def set_target_stats(self, mean: float, std: float) -> None:
-        """Store the train-split target mean/std the output is de-standardized with (std <= 0 → 1)."""
-        self.target_mean.fill_(float(mean))
-        self.target_std.fill_(float(std) if std > 0 else 1.0)
+    def set_target_stats(self, mean: float | list[float], std: float | list[float]) -> None:
+        """Store the train-split mean/std (one per target) the output is de-standardized with (std <= 0 → 1)."""
+        m = torch.as_tensor(mean, dtype=torch.float32).reshape(self.target_mean.shape)
+        s = torch.as_tensor(std, dtype=torch.float32).reshape(self.target_std.shape)
+        self.target_mean.copy_(m)
+        self.target_std.copy_(torch.where(s > 0, s, torch.ones_like(s)))
+
+    def _head(self, features: torch.Tensor) -> torch.Tensor:
+        out = self.head(features)
+        out = out.squeeze(-1) if len(self.targets) == 1 else out  # (batch,): no len(), which pins batch in export
+        return out * self.target_std + self.target_mean
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(self.crop(x))).reshape(x.shape[0]) * self.target_std + self.target_mean
+        return self._head(self.encoder(self.crop(x)))
+
+    def _y(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ys = [batch[t].float() for t in self.targets]
+        return ys[0] if len(ys) == 1 else torch.stack(ys, 1)
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        y = batch[str(self.target)].float()
+        y = self._y(batch)
         features = self.encoder(self.crop(batch["x"].float()))
-        pred = self.head(features).reshape(len(y)) * self.target_std + self.target_mean
-        loss = masked_mse(pred / self.target_std, y / self.target_std) + self.aux_loss(features, batch)
-        return loss, pred, y
+        pred = self._head(features)
+        z_pred, z_y = pred / self.target_std, y / self.target_std
+        if len(self.targets) == 1:
+            loss = masked_mse(z_pred, z_y)
+        else:  # each target's own mask and mean: a sparse target is not outweighed by a dense one
+            loss = torch.stack([masked_mse(z_pred[:, i], z_y[:, i]) for i in range(len(self.targets))]).mean()
+        return loss + self.aux_loss(features, batch), pred, y
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _, y = self._loss(batch)
@@ -174,16 +203,24 @@ class EEGRegressor(EEGTask):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, pred, y = self._loss(batch)
-        self.val_nrmse.update(pred, y)
-        keep = ~torch.isnan(y)
-        self.val_r.update(pred[keep], y[keep])
+        pred, y = pred.reshape(len(y), -1), y.reshape(len(y), -1)
+        for i in range(len(self.targets)):
+            keep = ~torch.isnan(y[:, i])
+            self.val_nrmse[i].update(pred[:, i], y[:, i])
+            self.val_r[i].update(pred[keep, i], y[keep, i])
         self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
-        self.log("val/nrmse", self.val_nrmse.compute(), sync_dist=False)
-        self.log("val/r", self.val_r.compute(), sync_dist=False)
-        self.val_nrmse.reset()
-        self.val_r.reset()
+        nrmse = [m.compute() for m in self.val_nrmse]
+        r = [m.compute() for m in self.val_r]
+        if len(self.targets) > 1:
+            for name, a, b in zip(self.targets, nrmse, r, strict=True):
+                self.log(f"val/nrmse/{name}", a, sync_dist=False)
+                self.log(f"val/r/{name}", b, sync_dist=False)
+        self.log("val/nrmse", torch.stack(nrmse).double().mean(), sync_dist=False)
+        self.log("val/r", torch.stack(r).double().mean(), sync_dist=False)
+        for m in (*self.val_nrmse, *self.val_r):
+            m.reset()
 
 
 @dataclass

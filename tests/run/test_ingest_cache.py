@@ -43,3 +43,30 @@ def test_auto_streams_what_would_not_fit_decoded(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv(ingest.CACHE_ENV, str(decoded * 2))
     out = ingest.load_datasets(shard_set, splits=("train",), say=True)["train"]
     assert isinstance(out, MaterializedDataset) and "in memory" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_streamed_epoch_prints_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The train loop on a streamed split: lines with batches done / total and windows/s inside each epoch."""
+    from neuroray.run.loop_config import LoopConfig, SpecRef
+    from neuroray.run.train import run_phases
+    from neuroray.search_spaces.schema import Phase
+
+    shard_set = open_shard_set(_smooth_set(tmp_path / "smooth"))
+    monkeypatch.setenv(ingest.CACHE_ENV, str(ingest.decoded_bytes(shard_set, "train") // 2))
+    data = ingest.load_datasets(shard_set, splits=("train", "val"), say=True)
+    assert not isinstance(data["train"], MaterializedDataset)
+    phase = Phase(name="fit", trainable="eeg_regressor", target="y", epochs=2, batch_size=16,
+                  hparams={"encoder": "shallow"})
+    cfg = LoopConfig(phases=[phase], spec=SpecRef(modality="eeg", spec=shard_set.manifest["spec"]), seed=0,
+                     metric="val/nrmse", mode="min", trial_name="t0", progress_s=1e-6,
+                     train_rows=shard_set.rows("train"))
+    reports: list[dict[str, object]] = []
+    run_phases(cfg, get_shard=lambda split: data[split].iterator(), report=lambda m, _: reports.append(m))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("t0 fit: epoch")]
+    assert len(reports) == 2
+    for epoch in (1, 2):  # 64 train rows in batches of 16: four per epoch, the total known from the first
+        assert [line.split(", ")[1] for line in lines if f"epoch {epoch}/2" in line] == [
+            "batch 1/4 (25 %)", "batch 2/4 (50 %)", "batch 3/4 (75 %)", "batch 4/4 (100 %)"], lines
+    assert all(line.endswith("windows/s") for line in lines)

@@ -49,6 +49,8 @@ class LoopConfig(BaseModel):
     threads: float = 1.0  # resources.cpus_per_worker; torch gets at least one thread
     target_stats: dict[str, TargetStats] = {}
     phase_dir: str | None = None
+    progress_s: float = 60.0  # a progress line this often inside an epoch (0 = none)
+    train_rows: int | None = None  # rows of the train split, when known (the first epoch's batch total)
 
     @classmethod
     def parse(cls, cfg: LoopConfig | Mapping[str, Any]) -> LoopConfig:

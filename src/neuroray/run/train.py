@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,45 @@ class _Ahead:
         return value
 
 
+class EpochProgress(L.Callback):
+    """A line every ``every_s`` seconds inside a training epoch: batches done / total and windows/s.
+
+    A long epoch (a full-size volume set streams for many minutes) otherwise prints nothing between the
+    trial's start and its first report. The total comes from the split's rows for the first epoch (when
+    known) and from the batches the previous epoch took after that."""
+
+    def __init__(self, label: str, every_s: float, train_rows: int | None, batch_size: int) -> None:
+        self.label, self.every_s = label, every_s
+        self.total: int | None = None
+        self.rows, self.batch_size = train_rows, batch_size
+        self.start = self.last = 0.0
+        self.batches = self.windows = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.total is None and self.rows:
+            self.total = -(-self.rows // (self.batch_size * max(1, trainer.world_size)))
+        self.start = self.last = time.monotonic()
+        self.batches = self.windows = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.batches += 1
+        x = batch.get("x") if isinstance(batch, dict) else None
+        self.windows += len(x) if x is not None else 0
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        total = f"/{self.total}" if self.total else ""
+        share = f" ({100 * self.batches / self.total:.0f} %)" if self.total else ""
+        print(f"{self.label}: epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, batch {self.batches}{total}"
+              f"{share}, {self.windows / max(now - self.start, 1e-9):.0f} windows/s", flush=True)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.batches:
+            self.total = self.batches
+
+
 class EpochReporter(L.Callback):
     """After each epoch of the final phase (validation included): metrics to Ray with a checkpoint.
 
@@ -182,7 +222,9 @@ def run_phases(config: LoopConfig | dict[str, Any], get_shard: ShardFn, report: 
             max_epochs=phase.epochs, logger=logger, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
             log_every_n_steps=1, deterministic=False,
-            callbacks=[EpochReporter(report, record, cfg.spec_dict(), final, is_rank0)],
+            callbacks=[EpochReporter(report, record, cfg.spec_dict(), final, is_rank0),
+                       *([EpochProgress(f"{cfg.trial_name} {phase.name}", cfg.progress_s, cfg.train_rows,
+                                        phase.batch_size)] if cfg.progress_s and is_rank0 else [])],
             **(lightning_kwargs or {"accelerator": "auto", "devices": 1}),
         )
         if prepare is not None:

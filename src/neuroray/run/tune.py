@@ -50,7 +50,8 @@ def choose_engine(exp: Experiment) -> str:
 
 
 def loop_config(exp: Experiment, shard_set: ShardSet, seed: int, metric: str, mode: str,
-                tensorboard_dir: str | None, trial_name: str, phase_dir: str | None = None) -> LoopConfig:
+                tensorboard_dir: str | None, trial_name: str, phase_dir: str | None = None,
+                fold: int | None = None, progress_s: float = 60.0) -> LoopConfig:
     """What one trial's train loop needs: the resolved phases, the shard set's spec, seed, metric, mode,
     logging and phase folders, threads, and the targets' train-split statistics."""
     return LoopConfig(
@@ -60,7 +61,18 @@ def loop_config(exp: Experiment, shard_set: ShardSet, seed: int, metric: str, mo
         threads=exp.resources.cpus_per_worker,
         # train-split mean/std of numeric targets: regressors predict on a standardized scale
         target_stats=shard_set.manifest.get("target_stats", {}),
+        progress_s=progress_s, train_rows=None if fold is not None else shard_set.rows("train"),
     )
+
+
+def progress_interval() -> float:
+    """Seconds between in-epoch progress lines: ``NEURORAY_PROGRESS_S`` in the driver's environment (0 = off),
+    else 60."""
+    raw = os.environ.get("NEURORAY_PROGRESS_S", "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else 60.0
+    except ValueError:
+        raise ConfigError(f"NEURORAY_PROGRESS_S={raw!r}: seconds between progress lines (0 = off)") from None
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,7 @@ class TrialContext:
     mode: str
     run_dir: str
     tensorboard_dir: str | None
+    progress_s: float = 60.0  # read from the driver's environment (progress_interval)
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any]) -> None:
@@ -82,7 +95,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any
     trial_id = tune.get_context().get_trial_id()
     name = trial_label(config, trial_id)
     cfg = loop_config(exp, ctx.shard_set, config["seed"], ctx.metric, ctx.mode, ctx.tensorboard_dir, name,
-                      phase_dir=str(Path(ctx.run_dir) / "checkpoints" / name))
+                      phase_dir=str(Path(ctx.run_dir) / "checkpoints" / name), fold=config.get("fold"),
+                      progress_s=ctx.progress_s)
     if choose_engine(exp) == "actor":
         session.configure_data_context()
 
@@ -210,7 +224,7 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
     datasets = ingest.fold_datasets(shard_set, plan, cache=exp.data.cache, say=True) if plan else \
         ingest.load_datasets(shard_set, cache=exp.data.cache, say=True)
     ctx = TrialContext(loaded=loaded, shard_set=shard_set, metric=metric, mode=mode, run_dir=str(run_dir),
-                       tensorboard_dir=str(run_dir / "tensorboard"))
+                       tensorboard_dir=str(run_dir / "tensorboard"), progress_s=progress_interval())
     trainable = tune.with_parameters(run_trial, ctx=ctx, datasets=datasets)
     r = exp.resources
     # driver_resources: custom resources the trial actor also asks for, e.g. {trial_driver: 1} that only

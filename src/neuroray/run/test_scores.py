@@ -7,6 +7,7 @@ then ranks arms on ``test/…`` (subjects no trial trained or was selected on), 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -14,6 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,12 +70,20 @@ def _score_checkpoints(jobs: list[Job], test: ray.data.Dataset, subjects: dict[s
     return out
 
 
-def _batch_size(loaded: LoadedExperiment, row: pd.Series) -> int:
-    params = {k[len("param."):]: v for k, v in row.items() if str(k).startswith("param.") and pd.notna(v)}
-    try:
-        return int(loaded.resolve(str(row["arm"]), int(row["seed"]), params).phases[-1].batch_size)
-    except NeurorayError:  # params the space no longer takes: the arm's own setting serves as well
-        return int(loaded.resolve(str(row["arm"]), int(row["seed"])).phases[-1].batch_size)
+def _batch_sizes(loaded: LoadedExperiment, trials: pd.DataFrame) -> dict[Any, int]:
+    """Each trial's final-phase batch size, resolving each distinct (arm, seed, params) once."""
+    seen: dict[str, int] = {}
+    out: dict[Any, int] = {}
+    for i, row in trials.iterrows():
+        params = {k[len("param."):]: v for k, v in row.items() if str(k).startswith("param.") and pd.notna(v)}
+        key = json.dumps([str(row["arm"]), int(row["seed"]), params], sort_keys=True, default=str)
+        if key not in seen:
+            try:
+                seen[key] = int(loaded.resolve(str(row["arm"]), int(row["seed"]), params).phases[-1].batch_size)
+            except NeurorayError:  # params the space no longer takes: the arm's own setting serves as well
+                seen[key] = int(loaded.resolve(str(row["arm"]), int(row["seed"])).phases[-1].batch_size)
+        out[i] = seen[key]
+    return out
 
 
 @dataclass
@@ -108,8 +118,9 @@ def add_test_scores(trials: pd.DataFrame, loaded: LoadedExperiment, shard_set: S
     picks = set(best_per_cell(trials, metric, mode)["trial_id"]) if metric in trials else set()
     by = group_column(shard_set)
     groups = plan_subjects(shard_set, by)
-    todo: list[Job] = [(i, str(c), _batch_size(loaded, trials.loc[i]), bool(groups) and trials.at[i, "trial_id"]
-                        in picks) for i, c in trials["checkpoint"].items() if isinstance(c, str) and c]
+    sizes = _batch_sizes(loaded, trials)
+    todo: list[Job] = [(i, str(c), sizes[i], bool(groups) and trials.at[i, "trial_id"] in picks)
+                       for i, c in trials["checkpoint"].items() if isinstance(c, str) and c]
     if not todo:
         return TestScores(trials, pd.DataFrame())
     start = time.time()

@@ -91,6 +91,7 @@ def _slow_learner_run(shards: Path, tmp_path: Path, scope: str) -> tuple[pd.Data
     return pd.read_csv(run / "results.csv"), (run / "report.md").read_text()
 
 
+@pytest.mark.slow  # two 4-trial runs, ~1 min; test_pruning_within_a_cell_lets_the_slow_arm_finish stays in the default run
 @pytest.mark.usefixtures("ray_session")
 def test_the_slow_arm_wins_on_test_within_cells_and_is_cut_across_arms(slow_learner_shards: Path,
                                                                        tmp_path: Path) -> None:

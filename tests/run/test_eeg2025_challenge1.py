@@ -63,6 +63,7 @@ def test_challenge1_smoke_eegnex_beats_the_mean_predictor(workdir: Path) -> None
     assert df["val/nrmse"].iloc[0] < 0.9
 
 
+@pytest.mark.slow  # ~40 s; the classifier itself is tested in tests/trainables (planted class, AUROC)
 def test_challenge1_success_smoke_classifies_correctness(workdir: Path) -> None:
     """The other challenge-1 behaviour: eeg_classifier on the CCD `correct` column of the same shard set."""
     assert main(["run", str(EXPERIMENTS / "challenge1_success.yaml"), "--smoke", "--quiet",

@@ -26,7 +26,9 @@ def test_every_experiment_file_has_a_smoke_test() -> None:
 
 
 # The conditional-VAE atlas smoke takes ~65 s; beta_vae_sweep.yaml keeps the 3-D VAE in the default run.
-SLOW_STUDIES = {"atlas/vae3d_conditional.yaml"}
+# kept out of the default run for time (`make test-all` runs them): the conditional atlas (beta_vae_sweep keeps
+# the 3-D VAE in), rf/localization (localization_hpo trains the same trainable on the same prepare)
+SLOW_STUDIES = {"atlas/vae3d_conditional.yaml", "rf/localization.yaml"}
 
 
 @pytest.mark.parametrize("rel", [pytest.param(r, marks=pytest.mark.slow) if r in SLOW_STUDIES else r

@@ -347,6 +347,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from neuroray.run.phase_data import check_chains, open_phase_sets, phase_sets
     from neuroray.run.preflight import existing_shards
     from neuroray.search_spaces.experiment import load
 
@@ -356,6 +357,12 @@ def _validate(args: argparse.Namespace) -> int:
     shards = existing_shards(loaded, verify="size")
     data = (f"; shard set {shards.root} checked" if shards is not None
             else f"; no shard set at {loaded.model.data.shards} yet")
+    sets = phase_sets(loaded)
+    opened = open_phase_sets(loaded, sets, only_existing=True, verify="size")
+    if shards is not None and len(opened) == len(sets):
+        check_chains(loaded, shards, opened)
+    data += "".join(f"; {', '.join(s.readers)} read {root}" + ("" if root in opened else " (not prepared yet)")
+                    for root, s in sets.items())
     print(f"{args.experiment}: ok ({len(loaded.cells())} cells × {loaded.model.search.num_samples} samples{data})")
     return 0
 

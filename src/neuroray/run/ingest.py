@@ -15,6 +15,7 @@ import ray.data
 
 from neuroray.datasets.folds import FoldPlan
 from neuroray.datasets.shards import ShardSet
+from neuroray.run.loop_config import PHASE_SET_PREFIX
 
 # ``data.cache: auto`` materializes a split (once, shared by every trial) when its decoded size is under this
 # share of Ray's object store; NEURORAY_CACHE_BYTES sets the bound in bytes instead (tests lower it).
@@ -79,7 +80,7 @@ def cache_choice(shard_set: ShardSet, split: str, cache: str) -> tuple[bool, str
 
 def load_datasets(shard_set: ShardSet, splits: Sequence[str] = ("train", "val"),
                   cache: str = "auto", say: bool = False,
-                  extra_columns: Sequence[str] = ()) -> dict[str, ray.data.Dataset]:
+                  extra_columns: Sequence[str] = (), label: str = "") -> dict[str, ray.data.Dataset]:
     """One Ray dataset per split, streaming Parquet; materialized when ``cache`` says so (``say``: print
     which, and why, per split). ``extra_columns``: non-tensor columns to keep too (to filter by; drop them
     before batches become tensors)."""
@@ -94,8 +95,8 @@ def load_datasets(shard_set: ShardSet, splits: Sequence[str] = ("train", "val"),
             ds = ray.data.read_parquet(files, override_num_blocks=len(files)).select_columns(columns)
         materialize, why = cache_choice(shard_set, split, cache)
         if say:
-            print(f"data: {split} ({shard_set.rows(split)} rows) {'in memory' if materialize else 'streamed'}: {why}",
-                  flush=True)
+            where = "in memory" if materialize else "streamed"
+            print(f"data: {label}{split} ({shard_set.rows(split)} rows) {where}: {why}", flush=True)
         if materialize:
             ds = ds.materialize()
         out[split] = ds
@@ -139,7 +140,9 @@ def keep_groups(ds: ray.data.Dataset, by: str, members: list[str], inside: bool 
 
 
 def trial_datasets(datasets: dict[str, ray.data.Dataset], fold: int | None) -> dict[str, ray.data.Dataset]:
-    """A trial's ``train`` and ``val``: its fold's when the matrix has folds."""
+    """A trial's ``train`` and ``val`` (its fold's when the matrix has folds), plus every phase's own set
+    (``phase-set-<i>/train``: folds split the experiment's data only)."""
+    own = {k: v for k, v in datasets.items() if k.startswith(PHASE_SET_PREFIX)}
     if fold is None:
-        return {k: v for k, v in datasets.items() if "/" not in k}
-    return {split: datasets[f"f{fold}/{split}"] for split in ("train", "val")}
+        return {**{k: v for k, v in datasets.items() if "/" not in k}, **own}
+    return {**{split: datasets[f"f{fold}/{split}"] for split in ("train", "val")}, **own}

@@ -33,6 +33,19 @@ class TargetStats(BaseModel):
     std: float
 
 
+PHASE_SET_PREFIX = "phase-set-"  # Ray dataset keys of a phase's own shard set: phase-set-<i>/train, …/val
+
+
+class PhaseData(BaseModel):
+    """A phase that reads its own shard set: the Ray dataset keys' prefix (``<key>/train``), its windows and
+    its targets' train-split statistics."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    key: str
+    spec: SpecRef
+    target_stats: dict[str, TargetStats] = {}
+
+
 class LoopConfig(BaseModel):
     """Everything one trial's train loop needs: the resolved phases, the spec, seed, metric and mode, where
     TensorBoard logs and finished phases go, torch threads, and the targets' train-split statistics."""
@@ -51,6 +64,7 @@ class LoopConfig(BaseModel):
     phase_dir: str | None = None
     progress_s: float = 60.0  # a progress line this often inside an epoch (0 = none)
     train_rows: int | None = None  # rows of the train split, when known (the first epoch's batch total)
+    phase_data: dict[str, PhaseData] = {}  # phase name → its own shard set (phases[].data)
 
     @classmethod
     def parse(cls, cfg: LoopConfig | Mapping[str, Any]) -> LoopConfig:

@@ -14,20 +14,23 @@ from neuroray.datasets.folds import FoldPlan, plan_folds
 from neuroray.datasets.options import from_argv
 from neuroray.datasets.shards import ShardSet, open_shard_set, refuse_unless_replaceable
 from neuroray.errors import ConfigError, ShardSetError
-from neuroray.search_spaces.buildable import check_buildable
+from neuroray.search_spaces.buildable import Reads, check_buildable
 from neuroray.search_spaces.experiment import LoadedExperiment
-from neuroray.search_spaces.schema import PrepareCommand, PrepareEEG, SyntheticEEG
+from neuroray.search_spaces.schema import Data, PrepareCommand, PrepareEEG, SyntheticEEG
 from neuroray.trainables import base as registry
 
 __all__ = ["PREPARED_BY", "prepared_by", "check_prepare_target", "check_shard_set", "existing_shards", "fold_plan"]
 
 
 def check_prepare_target(loaded: LoadedExperiment) -> None:
-    """Before Ray starts: ``data.shards`` with a ``data.prepare`` must be absent, an empty folder or a shard
-    set; a folder of the user's files (or a file) there is never replaced by a freshly prepared set."""
+    """Before Ray starts: ``data.shards`` (and each phase's) with a ``prepare`` must be absent, an empty folder
+    or a shard set; a folder of the user's files (or a file) there is never replaced by a freshly prepared set."""
     data = loaded.model.data
     if data.prepare is not None:
         refuse_unless_replaceable(Path(data.shards), what="data.shards")
+    for phase in loaded.model.phases:
+        if phase.data is not None and phase.data.prepare is not None:
+            refuse_unless_replaceable(Path(phase.data.shards), what=f"phases.{phase.name}.data.shards")
 
 
 PREPARED_BY = "prepared_by.json"  # beside the manifest of a set made from data.prepare {kind: volumes|spectrograms}
@@ -47,7 +50,8 @@ def _recorded(prep: PrepareCommand, recorded: dict[str, Any]) -> dict[str, objec
     return recorded
 
 
-def _check_prepared_as_asked(prep: SyntheticEEG | PrepareEEG | PrepareCommand, shard_set: ShardSet) -> None:
+def _check_prepared_as_asked(prep: SyntheticEEG | PrepareEEG | PrepareCommand, shard_set: ShardSet,
+                             key: str = "data") -> None:
     """An existing shard set is reused only when it is what data.prepare describes: training on windows
     of another length, rate or preprocessing than the file says would be silently wrong."""
     manifest = shard_set.manifest
@@ -66,9 +70,9 @@ def _check_prepared_as_asked(prep: SyntheticEEG | PrepareEEG | PrepareCommand, s
         want = dict(prepared_by(prep)["options"])  # type: ignore[call-overload]
     diff = [f"{k} {have.get(k)!r} (data.prepare: {v!r})" for k, v in want.items() if have.get(k) != v]
     if diff:
-        raise ConfigError(f"data.shards: {shard_set.root} was prepared differently from data.prepare: "
+        raise ConfigError(f"{key}.shards: {shard_set.root} was prepared differently from {key}.prepare: "
                           f"{'; '.join(diff)[:400]}. Delete that folder to prepare it again, or point "
-                          "data.shards elsewhere")
+                          f"{key}.shards elsewhere")
 
 
 _NUMERIC = ("int", "uint", "float", "double", "halffloat", "bool")
@@ -77,7 +81,7 @@ _NUMERIC = ("int", "uint", "float", "double", "halffloat", "bool")
 _WHOLE = ("int", "uint", "bool")
 
 
-def _check_columns(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
+def _check_columns(loaded: LoadedExperiment, shard_set: ShardSet, reads: Reads | None = None) -> None:
     """Every column a phase or an hparam names exists in the shard set, with a type its task can take."""
     columns: dict[str, Any] = shard_set.manifest.get("columns", {})
     listing = ", ".join(c for c in columns if c != "x")
@@ -95,6 +99,8 @@ def _check_columns(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
     scored: set[str] = set()  # a target's values are read once, however many arms and phases name it
     for arm in loaded.arms:
         for phase in loaded.resolve(arm, loaded.model.matrix.seed[0]).phases:
+            if reads is not None and not reads(phase):
+                continue
             where = f"phases.{phase.name}" + (f" (arm {arm})" if len(loaded.arms) > 1 else "")
             hp = phase.hparams or {}
             key = f"{where}.targets" if phase.targets else f"{where}.target"
@@ -123,39 +129,50 @@ def _scorable(key: str, shard_set: ShardSet, column: str) -> None:
                               "prepare the set from recordings that have it")
 
 
-def check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
+def reads_default(loaded: LoadedExperiment) -> Reads:
+    """Which phases read the experiment's own data (those without a ``data`` of another shard set)."""
+    root = Path(loaded.model.data.shards)
+    return lambda phase: phase.data is None or Path(phase.data.shards) == root
+
+
+def check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet, data: Data | None = None,
+                    key: str = "data") -> None:
     """What an experiment needs of an opened shard set: as data.prepare says, rows in train and val (and test
     unless evaluate.test is false), the modality of every trainable, every column named, every arm's modules
-    buildable. Errors name the file."""
+    buildable. Errors name the file. ``data``/``key``: a phase's own set (``phases.<name>.data``): checked for
+    the phases that read it; test rows and folds concern the experiment's data only."""
     try:
-        _check_shard_set(loaded, shard_set)
+        _check_shard_set(loaded, shard_set, data, key)
     except ConfigError as e:
         raise (e if str(e).startswith(loaded.source) else ConfigError(f"{loaded.source}: {e}")) from None
 
 
-def _check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet) -> None:
-    data = loaded.model.data
+def _check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet, own: Data | None, key: str) -> None:
+    data = own or loaded.model.data
     root = Path(data.shards)
+    reads: Reads = reads_default(loaded) if own is None else (
+        lambda phase: phase.data is not None and Path(phase.data.shards) == root)
     if data.prepare is not None:
-        _check_prepared_as_asked(data.prepare, shard_set)
+        _check_prepared_as_asked(data.prepare, shard_set, key)
     # A prepare with fewer than 3 subjects/sessions may leave val (or test) empty; Ray Data would then
     # fail deep inside read_parquet with "Must provide at least one path".
     empty = [split for split in ("train", "val") if shard_set.rows(split) == 0 or not shard_set.files(split)]
     if empty:
-        raise ShardSetError(f"data.shards: {shard_set.root} has no rows in {' and '.join(empty)}; training needs "
+        raise ShardSetError(f"{key}.shards: {shard_set.root} has no rows in {' and '.join(empty)}; training needs "
                             "rows in both train and val. Prepare it from more subjects/sessions")
-    if loaded.model.evaluate.test and (shard_set.rows("test") == 0 or not shard_set.files("test")):
+    if own is None and loaded.model.evaluate.test and (shard_set.rows("test") == 0 or not shard_set.files("test")):
         raise ShardSetError(f"data.shards: {shard_set.root} has no rows in test; the report ranks arms on held-out "
                             "test subjects. Prepare it from more subjects/sessions, or set evaluate.test: false "
                             "to rank on val")
     for phase in loaded.model.phases:
         want = registry.get(phase.trainable).modality
-        if want != shard_set.manifest["modality"]:
+        if reads(phase) and want != shard_set.manifest["modality"]:
             raise ConfigError(f"phases.{phase.name}.trainable: {phase.trainable!r} takes {want!r} data; "
                               f"{root} holds {shard_set.manifest['modality']!r}")
-    _check_columns(loaded, shard_set)
-    fold_plan(loaded, shard_set)  # a K the train+val subjects cannot fill is refused here
-    check_buildable(loaded, shard_set.spec)
+    _check_columns(loaded, shard_set, reads)
+    if own is None:
+        fold_plan(loaded, shard_set)  # a K the train+val subjects cannot fill is refused here
+    check_buildable(loaded, shard_set.spec, reads)
 
 
 def fold_plan(loaded: LoadedExperiment, shard_set: ShardSet) -> FoldPlan | None:

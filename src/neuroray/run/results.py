@@ -14,6 +14,7 @@ from ray import tune
 
 from neuroray.reports.folder import HISTORY_KEYS, METRIC_PREFIXES
 from neuroray.reports.selection import best_index
+from neuroray.run.train import TRAIN_ROWS
 from neuroray.run_folder.storage import checkpoint_uri  # s3://… when --storage is a URI
 
 __all__ = ["trial_rows", "trial_histories", "error_text"]
@@ -83,6 +84,8 @@ def trial_rows(grid: tune.ResultGrid, metric: str, mode: str) -> pd.DataFrame:
                 if col.startswith(METRIC_PREFIXES):
                     row[col] = float(best[col])
             row["best_epoch"] = int(best["training_iteration"])
+            if TRAIN_ROWS in best and pd.notna(best[TRAIN_ROWS]):  # which data the final phase read
+                row[TRAIN_ROWS] = int(best[TRAIN_ROWS])
         row["checkpoint"] = _checkpoint_path(result, history, metric, mode)
         row["error"] = error_text(result.error) if result.error else ""
         rows.append(row)

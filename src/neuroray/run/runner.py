@@ -14,12 +14,14 @@ from neuroray.datasets.eeg.prepare import make_config
 from neuroray.datasets.eeg.synthetic_hbn import write_synthetic_hbn
 from neuroray.datasets.folds import FOLDS_FILE
 from neuroray.datasets.shards import ShardSet, open_shard_set, refuse_unless_replaceable
+from neuroray.datasets.splits import SPLITS
 from neuroray.datasets.synthetic import write_synthetic_eeg
 from neuroray.errors import NeurorayError
 from neuroray.outputs import atomic_write
 from neuroray.reports import folder as report
 from neuroray.reports.source import held_out
 from neuroray.run import results, resume_repair, session, state_backup
+from neuroray.run.phase_data import PhaseSet, check_chains, open_phase_sets, phase_sets
 from neuroray.run.preflight import (
     PREPARED_BY,
     check_prepare_target,
@@ -33,7 +35,16 @@ from neuroray.run.test_scores import add_test_scores
 from neuroray.run.tune import check_resources, max_concurrency, run_experiment
 from neuroray.run_folder import storage as storage_mod
 from neuroray.search_spaces.experiment import LoadedExperiment
-from neuroray.search_spaces.schema import PrepareCommand, PrepareEEG, PrepareSpectrograms, PrepareVolumes, SyntheticEEG
+from neuroray.search_spaces.schema import (
+    Data,
+    PrepareCommand,
+    PrepareEEG,
+    PrepareSpectrograms,
+    PrepareVolumes,
+    SyntheticEEG,
+)
+
+DATA_FILE = "data.json"  # with phases[].data: which shard set each phase read (rows, windows)
 
 
 @dataclass
@@ -57,8 +68,9 @@ class RunSummary:
         return report.best_trial(self.trials, self.metric, self.mode)
 
 
-def _prepare(prep: SyntheticEEG | PrepareEEG | PrepareCommand, root: Path, address: str | None) -> None:
-    refuse_unless_replaceable(root, what="data.shards")
+def _prepare(prep: SyntheticEEG | PrepareEEG | PrepareCommand, root: Path, address: str | None,
+             key: str = "data") -> None:
+    refuse_unless_replaceable(root, what=f"{key}.shards")
     if root.is_dir():  # an empty folder (a shard set was opened instead): the prepare makes it anew
         root.rmdir()
     print(f"preparing {prep.kind} shard set at {root} ...", flush=True)
@@ -82,18 +94,43 @@ def _prepare(prep: SyntheticEEG | PrepareEEG | PrepareCommand, root: Path, addre
     print_result(result, root)
 
 
-def ensure_shards(loaded: LoadedExperiment, address: str | None = None) -> ShardSet:
-    """Open the experiment's shard set, preparing it first when the file says how."""
-    data = loaded.model.data
+def ensure_shards(loaded: LoadedExperiment, address: str | None = None, own: Data | None = None,
+                  key: str = "data") -> ShardSet:
+    """Open the experiment's shard set (``own``: a phase's, under ``key``), preparing it first when the file
+    says how."""
+    data = own or loaded.model.data
     root = Path(data.shards)
     if not (root / "manifest.json").is_file():
         if data.prepare is None:
-            raise NeurorayError(f"data.shards: {root} has no shard set and the experiment has no "
-                                "data.prepare; run `neuroray prepare ...` first or add data.prepare")
-        _prepare(data.prepare, root, address)
+            raise NeurorayError(f"{key}.shards: {root} has no shard set and the experiment has no "
+                                f"{key}.prepare; run `neuroray prepare ...` first or add {key}.prepare")
+        _prepare(data.prepare, root, address, key)
     shard_set = open_shard_set(root, verify=data.verify)
-    check_shard_set(loaded, shard_set)
+    check_shard_set(loaded, shard_set, data=own, key=key)
     return shard_set
+
+
+def ensure_phase_sets(loaded: LoadedExperiment, sets: dict[str, PhaseSet], opened: dict[str, ShardSet],
+                      default: ShardSet, address: str | None) -> dict[str, ShardSet]:
+    """Every phase's own shard set opened (prepared first where missing), then the encoder chain checked."""
+    out = dict(opened)
+    for root, entry in sets.items():
+        if root not in out:
+            name = entry.readers[0].split(": ", 1)[1]
+            out[root] = ensure_shards(loaded, address, own=entry.data, key=f"phases.{name}.data")
+    check_chains(loaded, default, out)
+    return out
+
+
+def _data_record(loaded: LoadedExperiment, default: ShardSet, sets: dict[str, PhaseSet],
+                 opened: dict[str, ShardSet]) -> dict[str, object]:
+    """data.json: which shard set each phase read, with its rows and windows (the run's per-phase records)."""
+    def entry(shard_set: ShardSet) -> dict[str, object]:
+        return {"shards": str(shard_set.root.resolve()), "rows": {s: shard_set.rows(s) for s in SPLITS},
+                "spec": shard_set.manifest["spec"]}
+
+    return {"data": entry(default), "phases": {r: {**entry(opened[root]), "key": sets[root].key}
+                                               for root in sets for r in sets[root].readers}}
 
 
 def check_storage(storage: str | Path) -> None:
@@ -170,13 +207,21 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
     if resume:
         check_resumable(run_dir, loaded, tune_dir if remote else None)
     existing = existing_shards(loaded)  # an existing set is verified and checked before Ray starts
+    sets = phase_sets(loaded)  # phases that read their own shard set
+    opened = open_phase_sets(loaded, sets, only_existing=True)
+    if existing is not None and len(opened) == len(sets):
+        check_chains(loaded, existing, opened)
     conn = session.start(address)
     check_resources(loaded, conn.embedded)
     session.pin_data_actors_here()
     shard_set = existing or ensure_shards(loaded, address)  # a bad set fails before the run folder exists
+    opened = ensure_phase_sets(loaded, sets, opened, shard_set, address)
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / EXPERIMENT_FILE, lambda p: p.write_text(json.dumps(_identity(loaded), indent=2)))
+    if sets:
+        record = _data_record(loaded, shard_set, sets, opened)
+        atomic_write(run_dir / DATA_FILE, lambda p: p.write_text(json.dumps(record, indent=2)))
     plan = fold_plan(loaded, shard_set)
     if plan is not None and not (resume and (run_dir / FOLDS_FILE).is_file()):  # one assignment for every arm
         atomic_write(run_dir / FOLDS_FILE, lambda p: p.write_text(json.dumps(plan.to_json(), indent=2)))
@@ -188,7 +233,8 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
                             "backup of it is left; start the run anew with --overwrite")
     interrupted = resume_repair.repair_snapshot(tune_dir) if resume else []
     grid = run_experiment(loaded, shard_set, storage, embedded=conn.embedded, verbose=verbose, resume=resume,
-                          storage_uri=remote)
+                          storage_uri=remote,
+                          phase_data={r: (sets[r].key, opened[r], sets[r].data.cache) for r in sets})
     # Ctrl-C / SIGTERM: Tune saved its state; the report waits for the full run
     if _unfinished(grid, len(loaded.cells()) * loaded.model.search.num_samples):
         raise KeyboardInterrupt

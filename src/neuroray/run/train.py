@@ -9,6 +9,7 @@ loop gets its dataset shards and reports.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import threading
 import time
@@ -30,6 +31,7 @@ from neuroray.run_folder.checkpoints import (
 from neuroray.trainables import base as registry
 
 ReportFn = Callable[[dict[str, Any], str | None], None]
+TRAIN_ROWS = "data/train_rows"  # a phase's train rows in its last epoch, in its reports and phase records
 ShardFn = Callable[[str], Any]  # split name -> ray.data.DataIterator
 
 
@@ -48,6 +50,7 @@ class Batches:
         self.get_shard, self.split, self.batch_size = get_shard, split, batch_size
         self.shuffle, self.seed, self.epoch, self.epochs = shuffle, seed, 0, epochs
         self._ahead: _Ahead | None = None
+        self.rows = 0  # rows this epoch so far (the whole epoch's once it has run out)
 
     def _open(self) -> tuple[Any, Iterator[dict[str, torch.Tensor]]]:
         kwargs: dict[str, Any] = {}
@@ -70,10 +73,11 @@ class Batches:
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         ahead, self._ahead = self._ahead, None
         first, batches = ahead.result() if ahead is not None else self._open()
+        self.rows = 0
         if first is _END:
             return
-        yield self._finite(first)
-        for batch in batches:
+        for batch in itertools.chain([first], batches):
+            self.rows += len(next(iter(batch.values()))) if batch else 0
             yield self._finite(batch)
         if self.epochs is not None and self.epoch < self.epochs:
             self._ahead = _Ahead(self._open)
@@ -158,15 +162,17 @@ class EpochReporter(L.Callback):
     """
 
     def __init__(self, report: ReportFn, phase: dict[str, Any], spec: dict[str, Any], final: bool,
-                 is_rank0: bool) -> None:
+                 is_rank0: bool, train: Batches | None = None) -> None:
         self.report, self.phase, self.spec, self.final = report, phase, spec, final
-        self.is_rank0 = is_rank0
+        self.is_rank0, self.train = is_rank0, train
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if not self.final:
             return
         metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics.update(phase=self.phase["name"], phase_epoch=trainer.current_epoch + 1)
+        if self.train is not None:  # which data this phase read: the rows of its epoch (this worker's share)
+            metrics[TRAIN_ROWS] = self.train.rows
         with tempfile.TemporaryDirectory(prefix="neuroray-ckpt-") as tmp:
             trainer.save_checkpoint(Path(tmp) / CKPT_LIGHTNING, weights_only=False)  # all ranks (DDP collective)
             if not self.is_rank0:
@@ -203,15 +209,21 @@ def run_phases(config: LoopConfig | dict[str, Any], get_shard: ShardFn, report: 
             states[phase.name] = done
             continue
         L.seed_everything(cfg.seed * 1000 + i, workers=False, verbose=False)
-        module = registry.build(phase.trainable, spec, phase.hparams or {}, target=phase.target_arg)
+        own = cfg.phase_data.get(phase.name)  # a phase with its own shard set (phases[].data)
+        module = registry.build(phase.trainable, own.spec.build() if own else spec, phase.hparams or {},
+                                target=phase.target_arg)
         if (load := getattr(module, "encoder_load", None)) is not None and is_rank0:
             print(f"{cfg.trial_name} {phase.name}: {load.summary()}", flush=True)
         if phase.from_ and resume is None:
             registry.load_matching(module, states[phase.from_])
-        stats = [cfg.target_stats.get(t) for t in module.target_names()]
+        stats = [(own.target_stats if own else cfg.target_stats).get(t) for t in module.target_names()]
         if stats and all(stats):  # after the carry-over: this phase's own target(s)
             means, stds = [st.mean for st in stats if st], [st.std for st in stats if st]
             module.set_target_stats(means if len(means) > 1 else means[0], stds if len(stds) > 1 else stds[0])
+        prefix = f"{own.key}/" if own else ""  # the Ray dataset keys of this phase's shard set
+        # A resumed phase runs fewer epochs than it names: no opening of an epoch that never comes.
+        epochs = None if final and resume is not None else phase.epochs
+        train = Batches(get_shard, f"{prefix}train", phase.batch_size, True, cfg.seed, epochs)
         logger: Any = False
         if cfg.tensorboard_dir and is_rank0:
             from lightning.pytorch.loggers import TensorBoardLogger
@@ -222,25 +234,27 @@ def run_phases(config: LoopConfig | dict[str, Any], get_shard: ShardFn, report: 
             max_epochs=phase.epochs, logger=logger, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
             log_every_n_steps=1, deterministic=False,
-            callbacks=[EpochReporter(report, record, cfg.spec_dict(), final, is_rank0),
-                       *([EpochProgress(f"{cfg.trial_name} {phase.name}", cfg.progress_s, cfg.train_rows,
-                                        phase.batch_size)] if cfg.progress_s and is_rank0 else [])],
+            callbacks=[EpochReporter(report, record, own.spec.model_dump() if own else cfg.spec_dict(), final,
+                                     is_rank0, train),
+                       *([EpochProgress(f"{cfg.trial_name} {phase.name}", cfg.progress_s,
+                                        None if own else cfg.train_rows, phase.batch_size)]
+                         if cfg.progress_s and is_rank0 else [])],
             **(lightning_kwargs or {"accelerator": "auto", "devices": 1}),
         )
         if prepare is not None:
             trainer = prepare(trainer)
         bs = phase.batch_size
-        # A resumed phase runs fewer epochs than it names: no opening of an epoch that never comes.
-        epochs = None if final and resume is not None else phase.epochs
-        trainer.fit(module, train_dataloaders=Batches(get_shard, "train", bs, True, cfg.seed, epochs),
-                    val_dataloaders=Batches(get_shard, "val", bs, False, cfg.seed),
+        trainer.fit(module, train_dataloaders=train,
+                    val_dataloaders=Batches(get_shard, f"{prefix}val", bs, False, cfg.seed),
                     ckpt_path=str(resume) if final and resume is not None else None,
                     weights_only=True)
         states[phase.name] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
         # The final phase's checkpoints go to Tune (a scheduler may stop the trial at its last report).
         if phase_dir is not None and is_rank0 and not final:
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-            save_phase(phase_dir / phase.name, module, record, cfg.spec_dict(), metrics)
+            metrics[TRAIN_ROWS] = train.rows
+            save_phase(phase_dir / phase.name, module, record, own.spec.model_dump() if own else cfg.spec_dict(),
+                       metrics)
 
 
 def torchtrainer_worker_loop(cfg: dict[str, Any]) -> None:

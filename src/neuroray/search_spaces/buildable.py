@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,7 +17,9 @@ from neuroray.search_spaces.experiment import LoadedExperiment, probes
 from neuroray.search_spaces.schema import Phase
 from neuroray.trainables import base as registry
 
-__all__ = ["check_buildable"]
+__all__ = ["check_buildable", "Reads"]
+
+Reads = Callable[[Phase], bool]  # which phases read the shard set under check
 
 
 def _build(phase: Phase, spec: Spec) -> None:
@@ -49,13 +52,16 @@ def _spec_text(spec: Spec) -> str:
     return ", ".join(f"{k}={v}" for k, v in fields.items())
 
 
-def check_buildable(loaded: LoadedExperiment, spec: Spec) -> None:
-    """Build each distinct (trainable, hparams, target) of every arm, at every search probe, once."""
+def check_buildable(loaded: LoadedExperiment, spec: Spec, reads: Reads | None = None) -> None:
+    """Build each distinct (trainable, hparams, target) of every arm, at every search probe, once (``reads``:
+    only the phases that read this shard set)."""
     seen: set[tuple[str, str, str]] = set()
     seed = loaded.model.matrix.seed[0]
     for arm in loaded.arms:
         for params in [{}, *probes(loaded.space())]:
             for phase in loaded.resolve(arm, seed, params).phases:
+                if reads is not None and not reads(phase):
+                    continue
                 key = (phase.trainable, json.dumps(phase.hparams, sort_keys=True, default=str),
                        json.dumps(phase.target_arg))
                 if key in seen:

@@ -106,6 +106,8 @@ class Phase(Strict):
     freeze_epochs: int = Field(0, ge=0)  # keep the encoder carried over by `from` fixed this many epochs
     aux: Aux | None = None  # an arm switches it off with `phases.<name>.aux: off`
     hparams: dict[str, Any] = Field(default_factory=dict)
+    # this phase's own shard set (same keys as the top-level data); None: the experiment's data
+    data: Data | None = None
 
     @field_validator("aux", mode="before")
     @classmethod
@@ -129,6 +131,10 @@ class Phase(Strict):
     def target_columns(self) -> list[str]:
         """Every target column this phase reads (none for a self-supervised phase)."""
         return list(self.targets) if self.targets else ([self.target] if self.target else [])
+
+    def data_for(self, default: Data) -> Data:
+        """The shard set this phase reads: its own ``data``, else ``default`` (the experiment's)."""
+        return self.data if self.data is not None else default
 
     def task_hparams(self) -> dict[str, Any]:
         """hparams plus the phase-level freeze/aux settings, in the trainable's own vocabulary."""
@@ -272,6 +278,11 @@ class Experiment(Strict):
     @model_validator(mode="after")
     def _phase_chain(self) -> Experiment:
         seen: list[str] = []
+        last = self.phases[-1]
+        if last.data is not None and last.data.shards != self.data.shards:
+            raise ValueError(f"phases.{last.name}.data: the final phase reads the experiment's data (its "
+                             "checkpoints are tested, folded and exported on it); set that shard set as the "
+                             "top-level data and give earlier phases their own")
         for p in self.phases:
             if p.name in seen:
                 raise ValueError(f"phases: duplicate phase name {p.name!r}")

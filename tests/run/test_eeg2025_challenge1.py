@@ -129,6 +129,15 @@ def test_multiphase_ablation_smoke_killed_and_resumed(workdir: Path, capsys: pyt
     assert phases["supervised"] == ["finetune"]
     # Arms are compared against `supervised` (matrix.baseline).
     assert json.loads((run / "run.json").read_text())["baseline"] == "supervised"
+    # Each phase read its own shard set: every task's windows, the movie windows, the CCD trials.
+    record = json.loads((run / "data.json").read_text())
+    assert Path(record["phases"]["full: pretrain"]["shards"]).name == "multiphase-pretrain-smoke"
+    assert Path(record["phases"]["full: contrastive"]["shards"]).name == "multiphase-movie-smoke"
+    assert Path(record["data"]["shards"]).name == "challenge1-smoke"
+    movie = open_shard_set(workdir / "data" / "eeg2025" / "multiphase-movie-smoke").read_split(
+        "train", ["subject", "stimulus_index", "stimulus_time_s"]).to_pandas()
+    shared = movie.groupby(["stimulus_index", "stimulus_time_s"])["subject"].nunique()
+    assert (shared >= 2).all()  # every movie moment is seen by several subjects: cross-subject positives exist
 
 
 def test_challenge1_hpo_smoke_samples_a_conditional_space(workdir: Path) -> None:

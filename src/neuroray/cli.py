@@ -347,7 +347,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from neuroray.run.phase_data import check_chains, open_phase_sets, phase_sets
+    from neuroray.run.phase_data import check_chains, check_mixes, open_phase_sets, phase_sets
     from neuroray.run.preflight import existing_shards
     from neuroray.search_spaces.experiment import load
 
@@ -359,10 +359,13 @@ def _validate(args: argparse.Namespace) -> int:
             else f"; no shard set at {loaded.model.data.shards} yet")
     sets = phase_sets(loaded)
     opened = open_phase_sets(loaded, sets, only_existing=True, verify="size")
-    if shards is not None and len(opened) == len(sets):
+    roots = [str(Path(src.shards)) for ps in sets.values() for src in ps.data.sources]
+    if shards is not None and all(r in opened for r in roots):
+        check_mixes(loaded, sets, opened)
         check_chains(loaded, shards, opened)
-    data += "".join(f"; {', '.join(s.readers)} read {root}" + ("" if root in opened else " (not prepared yet)")
-                    for root, s in sets.items())
+    data += "".join(f"; {', '.join(s.readers)} read {ident}" + ("" if all(
+        str(Path(src.shards)) in opened for src in s.data.sources) else " (not prepared yet)")
+        for ident, s in sets.items())
     print(f"{args.experiment}: ok ({len(loaded.cells())} cells × {loaded.model.search.num_samples} samples{data})")
     return 0
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray.data
@@ -146,3 +147,38 @@ def trial_datasets(datasets: dict[str, ray.data.Dataset], fold: int | None) -> d
     if fold is None:
         return {**{k: v for k, v in datasets.items() if "/" not in k}, **own}
     return {**{split: datasets[f"f{fold}/{split}"] for split in ("train", "val")}, **own}
+
+
+MIX_SOURCE = "mix_source"  # the column that says which source of a mixture a window came from (0, 1, …)
+
+
+def _tag(batch: pa.Table, source: int) -> pa.Table:
+    return batch.append_column(MIX_SOURCE, pa.array(np.full(batch.num_rows, source, np.int32)))
+
+
+def mixture(sets: Sequence[ShardSet], weights: Sequence[float], cache: str = "auto",
+            say: bool = False) -> dict[str, ray.data.Dataset]:
+    """Several shard sets of one spec as one ``train`` stream in proportion to ``weights`` (by windows), and
+    their pooled ``val``; every row carries ``mix_source``.
+
+    An epoch holds as many windows as the sources' train splits together; source i contributes share w_i of
+    them, drawn afresh each epoch (``random_sample``, over repeats of a source that must give more windows
+    than it has), so a small corpus weighted up is re-sampled, not truncated."""
+    parts = {split: [load_datasets(s, (split,), cache, say=say, label=f"{s.root} ")[split] for s in sets]
+             for split in ("train", "val")}
+    total, norm = sum(s.rows("train") for s in sets), sum(weights)
+    train = []
+    for i, (ds, s, w) in enumerate(zip(parts["train"], sets, weights, strict=True)):
+        want, have = w / norm * total, s.rows("train")
+        repeats = max(1, math.ceil(want / have))
+        stream = ds.union(*[ds] * (repeats - 1)) if repeats > 1 else ds
+        if want < have * repeats:
+            stream = stream.random_sample(want / (have * repeats))
+        train.append(stream.map_batches(partial(_tag, source=i), batch_format="pyarrow", batch_size=None,
+                                        zero_copy_batch=True))
+        if say:
+            print(f"data: mix[{i}] {s.root}: {100 * w / norm:.0f} % of each epoch, ~{want:.0f} of {have} train "
+                  "windows", flush=True)
+    val = [ds.map_batches(partial(_tag, source=i), batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
+           for i, ds in enumerate(parts["val"])]
+    return {"train": train[0].union(*train[1:]), "val": val[0].union(*val[1:])}

@@ -25,54 +25,106 @@ from neuroray.search_spaces.experiment import LoadedExperiment
 from neuroray.search_spaces.schema import Data, Phase
 from neuroray.trainables import base as registry
 
-__all__ = ["PhaseSet", "phase_sets", "check_chains", "open_phase_sets", "KEY_PREFIX"]
+__all__ = ["PhaseSet", "PhaseInput", "phase_sets", "check_chains", "check_mixes", "open_phase_sets", "phase_inputs",
+           "data_id", "KEY_PREFIX"]
 
 KEY_PREFIX = PHASE_SET_PREFIX  # Ray dataset keys of a phase's own set: phase-set-<i>/train, phase-set-<i>/val
 
 
 @dataclass
 class PhaseSet:
-    """One shard set some phase reads instead of the experiment's data: its dataset-key prefix, its data
-    block, and the phases (``arm: phase``) that read it."""
+    """One shard set (or mixture, ``data.mix``) some phase reads instead of the experiment's data: its
+    dataset-key prefix, its data block, and the phases (``arm: phase``) that read it."""
 
     key: str
     data: Data
     readers: list[str] = field(default_factory=list)
 
+    @property
+    def first(self) -> str:
+        """The first reader's phase name (errors name it)."""
+        return self.readers[0].split(": ", 1)[1]
+
+    def source_key(self, i: int) -> str:
+        """The file key of source ``i`` (``phases.<name>.data`` or ``….data.mix[i]``)."""
+        return f"phases.{self.first}.data" + (f".mix[{i}]" if self.data.mix else "")
+
+
+@dataclass(frozen=True)
+class PhaseInput:
+    """What the run hands Tune for one phase set: its key, opened sources, mix weights (None: one set), cache."""
+
+    key: str
+    sets: list[ShardSet]
+    weights: list[float] | None
+    cache: str
+
+
+def data_id(data: Data) -> str:
+    """A data block's identity: its source roots (one for a plain set)."""
+    return " + ".join(str(Path(s.shards)) for s in data.sources)
+
 
 def phase_sets(loaded: LoadedExperiment) -> dict[str, PhaseSet]:
-    """Every other shard set the resolved arms' phases read, by root (an arm may point a phase elsewhere)."""
+    """Every other shard set or mixture the resolved arms' phases read, by ``data_id`` (an arm may point a
+    phase elsewhere)."""
     default = Path(loaded.model.data.shards)
     out: dict[str, PhaseSet] = {}
     for arm in loaded.arms:
         for phase in loaded.resolve(arm, loaded.model.matrix.seed[0]).phases:
-            if phase.data is None or Path(phase.data.shards) == default:
+            if phase.data is None or (phase.data.mix is None and Path(phase.data.shards) == default):
                 continue
-            root = str(Path(phase.data.shards))
-            entry = out.setdefault(root, PhaseSet(f"{KEY_PREFIX}{len(out)}", phase.data))
+            ident = data_id(phase.data)
+            entry = out.setdefault(ident, PhaseSet(f"{KEY_PREFIX}{len(out)}", phase.data))
             if entry.data != phase.data:
-                raise ConfigError(f"{loaded.source}: phases.{phase.name}.data (arm {arm}): {root} is read with "
-                                  "other prepare/verify/cache settings by another arm or phase; give it one")
+                raise ConfigError(f"{loaded.source}: phases.{phase.name}.data (arm {arm}): {ident} is read with "
+                                  "other prepare/verify/cache/weight settings by another arm or phase; give it one")
             entry.readers.append(f"{arm}: {phase.name}")
     return out
 
 
 def open_phase_sets(loaded: LoadedExperiment, sets: dict[str, PhaseSet], only_existing: bool = False,
                     verify: str | None = None) -> dict[str, ShardSet]:
-    """Open (``only_existing``: only those already there), verify and check each phase set; errors name the
-    first phase that reads it."""
+    """Open (``only_existing``: only those already there), verify and check every source of each phase set,
+    by root; errors name the first phase that reads it."""
     opened: dict[str, ShardSet] = {}
-    for root, entry in sets.items():
-        if only_existing and not (Path(root) / "manifest.json").is_file():
-            continue
-        name = entry.readers[0].split(": ", 1)[1]
-        if not (Path(root) / "manifest.json").is_file():
-            raise ConfigError(f"phases.{name}.data.shards: {root} has no shard set and that data block has no "
-                              "prepare; run `neuroray prepare ...` first or add prepare")
-        shard_set = open_shard_set(Path(root), verify=verify or entry.data.verify)
-        check_shard_set(loaded, shard_set, data=entry.data, key=f"phases.{name}.data")
-        opened[root] = shard_set
+    for entry in sets.values():
+        for i, source in enumerate(entry.data.sources):
+            root = str(Path(source.shards))
+            if root in opened:
+                continue
+            key = entry.source_key(i)
+            if not (Path(root) / "manifest.json").is_file():
+                if only_existing:
+                    continue
+                raise ConfigError(f"{key}.shards: {root} has no shard set and that data block has no prepare; "
+                                  "run `neuroray prepare ...` first or add prepare")
+            shard_set = open_shard_set(Path(root), verify=verify or source.verify)
+            check_shard_set(loaded, shard_set, data=source, key=key)
+            opened[root] = shard_set
     return opened
+
+
+def check_mixes(loaded: LoadedExperiment, sets: dict[str, PhaseSet], opened: dict[str, ShardSet]) -> None:
+    """Every source of a mixture holds windows of one spec; else one line naming both sources."""
+    for entry in sets.values():
+        if not entry.data.mix:
+            continue
+        first = opened[str(Path(entry.data.mix[0].shards))]
+        for i, source in enumerate(entry.data.mix[1:], start=1):
+            other = opened[str(Path(source.shards))]
+            if (first.manifest["modality"], first.spec.sample_shape, getattr(first.spec, "sfreq", None)) != \
+                    (other.manifest["modality"], other.spec.sample_shape, getattr(other.spec, "sfreq", None)):
+                raise ConfigError(f"{loaded.source}: {entry.source_key(i)}: {other.root} holds {_sizes(other.spec)}, "
+                                  f"but mix[0] {first.root} holds {_sizes(first.spec)}; a mixture reads one spec "
+                                  "(prepare both with the same --channels, --sfreq and window)")
+
+
+def phase_inputs(sets: dict[str, PhaseSet], opened: dict[str, ShardSet]) -> dict[str, PhaseInput]:
+    """``data_id`` → what Tune reads for that phase set."""
+    return {ident: PhaseInput(entry.key, [opened[str(Path(s.shards))] for s in entry.data.sources],
+                              [m.weight for m in entry.data.mix] if entry.data.mix else None, entry.data.cache)
+            for ident, entry in sets.items()}
 
 
 def _sizes(spec: Spec) -> str:
@@ -100,8 +152,9 @@ def check_chains(loaded: LoadedExperiment, default: ShardSet, opened: dict[str, 
         phases = {p.name: p for p in loaded.resolve(arm, loaded.model.matrix.seed[0]).phases}
 
         def spec_of(p: Phase) -> tuple[str, Spec]:
-            where = root if p.data is None or Path(p.data.shards) == root else Path(p.data.shards)
-            return str(where), (default if where == root else opened[str(where)]).spec
+            if p.data is None or (p.data.mix is None and Path(p.data.shards) == root):
+                return str(root), default.spec
+            return data_id(p.data), opened[str(Path(p.data.sources[0].shards))].spec
 
         for phase in phases.values():
             if phase.from_ is None:

@@ -16,7 +16,7 @@ from neuroray.datasets.shards import ShardSet, open_shard_set, refuse_unless_rep
 from neuroray.errors import ConfigError, ShardSetError
 from neuroray.search_spaces.buildable import Reads, check_buildable
 from neuroray.search_spaces.experiment import LoadedExperiment
-from neuroray.search_spaces.schema import Data, PrepareCommand, PrepareEEG, SyntheticEEG
+from neuroray.search_spaces.schema import PrepareCommand, PrepareEEG, Source, SyntheticEEG
 from neuroray.trainables import base as registry
 
 __all__ = ["PREPARED_BY", "prepared_by", "check_prepare_target", "check_shard_set", "existing_shards", "fold_plan"]
@@ -29,8 +29,10 @@ def check_prepare_target(loaded: LoadedExperiment) -> None:
     if data.prepare is not None:
         refuse_unless_replaceable(Path(data.shards), what="data.shards")
     for phase in loaded.model.phases:
-        if phase.data is not None and phase.data.prepare is not None:
-            refuse_unless_replaceable(Path(phase.data.shards), what=f"phases.{phase.name}.data.shards")
+        for i, source in enumerate(phase.data.sources if phase.data is not None else []):
+            if source.prepare is not None:
+                key = f"phases.{phase.name}.data" + (f".mix[{i}]" if phase.data and phase.data.mix else "")
+                refuse_unless_replaceable(Path(source.shards), what=f"{key}.shards")
 
 
 PREPARED_BY = "prepared_by.json"  # beside the manifest of a set made from data.prepare {kind: volumes|spectrograms}
@@ -135,7 +137,7 @@ def reads_default(loaded: LoadedExperiment) -> Reads:
     return lambda phase: phase.data is None or Path(phase.data.shards) == root
 
 
-def check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet, data: Data | None = None,
+def check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet, data: Source | None = None,
                     key: str = "data") -> None:
     """What an experiment needs of an opened shard set: as data.prepare says, rows in train and val (and test
     unless evaluate.test is false), the modality of every trainable, every column named, every arm's modules
@@ -147,11 +149,11 @@ def check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet, data: Data | 
         raise (e if str(e).startswith(loaded.source) else ConfigError(f"{loaded.source}: {e}")) from None
 
 
-def _check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet, own: Data | None, key: str) -> None:
+def _check_shard_set(loaded: LoadedExperiment, shard_set: ShardSet, own: Source | None, key: str) -> None:
     data = own or loaded.model.data
     root = Path(data.shards)
     reads: Reads = reads_default(loaded) if own is None else (
-        lambda phase: phase.data is not None and Path(phase.data.shards) == root)
+        lambda phase: phase.data is not None and root in {Path(src.shards) for src in phase.data.sources})
     if data.prepare is not None:
         _check_prepared_as_asked(data.prepare, shard_set, key)
     # A prepare with fewer than 3 subjects/sessions may leave val (or test) empty; Ray Data would then

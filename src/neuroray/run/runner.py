@@ -21,7 +21,7 @@ from neuroray.outputs import atomic_write
 from neuroray.reports import folder as report
 from neuroray.reports.source import held_out
 from neuroray.run import results, resume_repair, session, state_backup
-from neuroray.run.phase_data import PhaseSet, check_chains, open_phase_sets, phase_sets
+from neuroray.run.phase_data import PhaseSet, check_chains, check_mixes, open_phase_sets, phase_inputs, phase_sets
 from neuroray.run.preflight import (
     PREPARED_BY,
     check_prepare_target,
@@ -36,11 +36,11 @@ from neuroray.run.tune import check_resources, max_concurrency, run_experiment
 from neuroray.run_folder import storage as storage_mod
 from neuroray.search_spaces.experiment import LoadedExperiment
 from neuroray.search_spaces.schema import (
-    Data,
     PrepareCommand,
     PrepareEEG,
     PrepareSpectrograms,
     PrepareVolumes,
+    Source,
     SyntheticEEG,
 )
 
@@ -94,7 +94,7 @@ def _prepare(prep: SyntheticEEG | PrepareEEG | PrepareCommand, root: Path, addre
     print_result(result, root)
 
 
-def ensure_shards(loaded: LoadedExperiment, address: str | None = None, own: Data | None = None,
+def ensure_shards(loaded: LoadedExperiment, address: str | None = None, own: Source | None = None,
                   key: str = "data") -> ShardSet:
     """Open the experiment's shard set (``own``: a phase's, under ``key``), preparing it first when the file
     says how."""
@@ -114,10 +114,11 @@ def ensure_phase_sets(loaded: LoadedExperiment, sets: dict[str, PhaseSet], opene
                       default: ShardSet, address: str | None) -> dict[str, ShardSet]:
     """Every phase's own shard set opened (prepared first where missing), then the encoder chain checked."""
     out = dict(opened)
-    for root, entry in sets.items():
-        if root not in out:
-            name = entry.readers[0].split(": ", 1)[1]
-            out[root] = ensure_shards(loaded, address, own=entry.data, key=f"phases.{name}.data")
+    for entry in sets.values():
+        for i, source in enumerate(entry.data.sources):
+            if str(Path(source.shards)) not in out:
+                out[str(Path(source.shards))] = ensure_shards(loaded, address, own=source, key=entry.source_key(i))
+    check_mixes(loaded, sets, out)
     check_chains(loaded, default, out)
     return out
 
@@ -129,8 +130,14 @@ def _data_record(loaded: LoadedExperiment, default: ShardSet, sets: dict[str, Ph
         return {"shards": str(shard_set.root.resolve()), "rows": {s: shard_set.rows(s) for s in SPLITS},
                 "spec": shard_set.manifest["spec"]}
 
-    return {"data": entry(default), "phases": {r: {**entry(opened[root]), "key": sets[root].key}
-                                               for root in sets for r in sets[root].readers}}
+    def phase(ps: PhaseSet) -> dict[str, object]:
+        first = entry(opened[str(Path(ps.data.sources[0].shards))])
+        if not ps.data.mix:
+            return {**first, "key": ps.key}
+        return {**first, "key": ps.key, "mix": [{**entry(opened[str(Path(m.shards))]), "weight": m.weight}
+                                                for m in ps.data.mix]}
+
+    return {"data": entry(default), "phases": {r: phase(ps) for ps in sets.values() for r in ps.readers}}
 
 
 def check_storage(storage: str | Path) -> None:
@@ -209,7 +216,9 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
     existing = existing_shards(loaded)  # an existing set is verified and checked before Ray starts
     sets = phase_sets(loaded)  # phases that read their own shard set
     opened = open_phase_sets(loaded, sets, only_existing=True)
-    if existing is not None and len(opened) == len(sets):
+    if existing is not None and all(str(Path(src.shards)) in opened for ps in sets.values()
+                                    for src in ps.data.sources):
+        check_mixes(loaded, sets, opened)
         check_chains(loaded, existing, opened)
     conn = session.start(address)
     check_resources(loaded, conn.embedded)
@@ -233,8 +242,7 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
                             "backup of it is left; start the run anew with --overwrite")
     interrupted = resume_repair.repair_snapshot(tune_dir) if resume else []
     grid = run_experiment(loaded, shard_set, storage, embedded=conn.embedded, verbose=verbose, resume=resume,
-                          storage_uri=remote,
-                          phase_data={r: (sets[r].key, opened[r], sets[r].data.cache) for r in sets})
+                          storage_uri=remote, phase_data=phase_inputs(sets, opened))
     # Ctrl-C / SIGTERM: Tune saved its state; the report waits for the full run
     if _unfinished(grid, len(loaded.cells()) * loaded.model.search.num_samples):
         raise KeyboardInterrupt

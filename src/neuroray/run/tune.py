@@ -26,6 +26,7 @@ from neuroray.errors import ConfigError
 from neuroray.run import ingest, session
 from neuroray.run.cell_scheduler import CellScheduler
 from neuroray.run.loop_config import LoopConfig, PhaseData, SpecRef
+from neuroray.run.phase_data import PhaseInput, data_id
 from neuroray.run.searcher import OPTUNA_JOURNAL, MatrixSearcher
 from neuroray.run.state_backup import StateBackup
 from neuroray.run.tracking import trial_label, wandb_callback
@@ -52,7 +53,7 @@ def choose_engine(exp: Experiment) -> str:
 def loop_config(exp: Experiment, shard_set: ShardSet, seed: int, metric: str, mode: str,
                 tensorboard_dir: str | None, trial_name: str, phase_dir: str | None = None,
                 fold: int | None = None, progress_s: float = 60.0,
-                phase_sets: dict[str, tuple[str, ShardSet]] | None = None) -> LoopConfig:
+                phase_sets: dict[str, PhaseInput] | None = None) -> LoopConfig:
     """What one trial's train loop needs: the resolved phases, the shard set's spec, seed, metric, mode,
     logging and phase folders, threads, and the targets' train-split statistics."""
     return LoopConfig(
@@ -63,14 +64,15 @@ def loop_config(exp: Experiment, shard_set: ShardSet, seed: int, metric: str, mo
         # train-split mean/std of numeric targets: regressors predict on a standardized scale
         target_stats=shard_set.manifest.get("target_stats", {}),
         progress_s=progress_s, train_rows=None if fold is not None else shard_set.rows("train"),
-        phase_data={p.name: _phase_data(*(phase_sets or {})[str(Path(p.data.shards))]) for p in exp.phases
-                    if p.data is not None and str(Path(p.data.shards)) in (phase_sets or {})},
+        phase_data={p.name: _phase_data((phase_sets or {})[data_id(p.data)]) for p in exp.phases
+                    if p.data is not None and data_id(p.data) in (phase_sets or {})},
     )
 
 
-def _phase_data(key: str, shard_set: ShardSet) -> PhaseData:
-    return PhaseData(key=key, spec=SpecRef(modality=shard_set.manifest["modality"], spec=shard_set.manifest["spec"]),
-                     target_stats=shard_set.manifest.get("target_stats", {}))
+def _phase_data(given: PhaseInput) -> PhaseData:
+    first = given.sets[0]  # a mixture's sources share one spec; the first one's target statistics stand
+    return PhaseData(key=given.key, spec=SpecRef(modality=first.manifest["modality"], spec=first.manifest["spec"]),
+                     target_stats=first.manifest.get("target_stats", {}))
 
 
 def progress_interval() -> float:
@@ -94,7 +96,7 @@ class TrialContext:
     run_dir: str
     tensorboard_dir: str | None
     progress_s: float = 60.0  # read from the driver's environment (progress_interval)
-    phase_sets: dict[str, tuple[str, ShardSet]] = field(default_factory=dict)  # root → (dataset key, set)
+    phase_sets: dict[str, PhaseInput] = field(default_factory=dict)  # data_id → a phase's own set(s)
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any]) -> None:
@@ -217,14 +219,14 @@ def max_concurrency(exp: Experiment, embedded: bool) -> int:
 def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
                    embedded: bool = True, verbose: int = 1, resume: bool = False,
                    storage_uri: str | None = None,
-                   phase_data: dict[str, tuple[str, ShardSet, str]] | None = None) -> tune.ResultGrid:
+                   phase_data: dict[str, PhaseInput] | None = None) -> tune.ResultGrid:
     """Run every trial of the experiment under Tune; returns Tune's ResultGrid.
 
     ``resume``: continue the interrupted run in ``storage/<name>`` (Tune's experiment state, the searcher's
     studies, each unfinished trial from its last checkpoint); finished trials are not run again.
     ``storage_uri`` (``s3://…``): where Tune keeps trial folders, checkpoints and experiment state instead of
     ``storage`` (which then holds the local summary, TensorBoard and W&B files; see ``run_folder/storage.py``).
-    ``phase_data``: root → (dataset key, shard set, data.cache) of each phase's own set (run/phase_data.py).
+    ``phase_data``: what each phase that reads its own shard set (or mixture) reads (run/phase_data.py).
     """
     exp = loaded.model
     metric, mode = loaded.metric
@@ -234,12 +236,17 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
     plan = FoldPlan.from_json(json.loads((run_dir / FOLDS_FILE).read_text())) if exp.matrix.folds else None
     datasets = ingest.fold_datasets(shard_set, plan, cache=exp.data.cache, say=True) if plan else \
         ingest.load_datasets(shard_set, cache=exp.data.cache, say=True)
-    for key, own, cache in (phase_data or {}).values():
-        for split, ds in ingest.load_datasets(own, cache=cache, say=True, label=f"{own.root} ").items():
-            datasets[f"{key}/{split}"] = ds
+    for given in (phase_data or {}).values():
+        if given.weights is None:
+            own = given.sets[0]
+            for split, ds in ingest.load_datasets(own, cache=given.cache, say=True, label=f"{own.root} ").items():
+                datasets[f"{given.key}/{split}"] = ds
+        else:
+            datasets.update({f"{given.key}/{split}": ds for split, ds in
+                             ingest.mixture(given.sets, given.weights, cache=given.cache, say=True).items()})
     ctx = TrialContext(loaded=loaded, shard_set=shard_set, metric=metric, mode=mode, run_dir=str(run_dir),
                        tensorboard_dir=str(run_dir / "tensorboard"), progress_s=progress_interval(),
-                       phase_sets={root: (key, own) for root, (key, own, _) in (phase_data or {}).items()})
+                       phase_sets=dict(phase_data or {}))
     trainable = tune.with_parameters(run_trial, ctx=ctx, datasets=datasets)
     r = exp.resources
     # driver_resources: custom resources the trial actor also asks for, e.g. {trial_driver: 1} that only

@@ -75,14 +75,47 @@ class PrepareSpectrograms(_PrepareByKeys, SpectrogramPrepareOptions):
 PrepareCommand = PrepareVolumes | PrepareSpectrograms
 
 
-class Data(Strict):
-    """``data``: the shard set, how to prepare it when missing, how to verify and cache it."""
+class Source(Strict):
+    """One shard set: where it is, how to prepare it when missing, how to verify and cache it."""
 
     shards: str
     prepare: SyntheticEEG | PrepareEEG | PrepareVolumes | PrepareSpectrograms | None = Field(
         None, discriminator="kind")
     verify: Literal["sha256", "size", "none"] = "sha256"
     cache: Literal["auto", "memory", "stream"] = "auto"
+
+
+class MixSource(Source):
+    """One source of a mixture (``data.mix``) and its share of each training epoch's windows."""
+
+    weight: float = Field(gt=0)
+
+
+class Data(Source):
+    """``data``: a shard set (``shards``, ``prepare``, ``verify``, ``cache``), or a ``mix`` of several of one
+    spec read as one training stream in proportion to their weights (then ``shards`` may be left out: the
+    first source's stands for the mixture's windows and target statistics)."""
+
+    shards: str = ""
+    mix: list[MixSource] | None = Field(None, min_length=2)
+
+    @model_validator(mode="after")
+    def _shards_or_mix(self) -> Data:
+        if self.mix is None and not self.shards:
+            raise ValueError("data: needs shards (a shard set) or mix (several, with weights)")
+        if self.mix is not None:
+            if self.prepare is not None:
+                raise ValueError("mix: each source prepares itself (mix[i].prepare), not the mixture")
+            roots = [m.shards for m in self.mix]
+            if len(set(roots)) != len(roots):
+                raise ValueError(f"mix: {roots} names a shard set twice")
+            self.shards = self.shards or roots[0]
+        return self
+
+    @property
+    def sources(self) -> list[Source]:
+        """The shard sets this block reads: the mix's, or itself."""
+        return list(self.mix) if self.mix else [self]
 
 
 class Aux(Strict):
@@ -279,6 +312,9 @@ class Experiment(Strict):
     def _phase_chain(self) -> Experiment:
         seen: list[str] = []
         last = self.phases[-1]
+        if self.data.mix is not None:
+            raise ValueError("data.mix: a mixture trains an earlier phase (phases[].data.mix, e.g. pretraining); "
+                             "the final phase reads one shard set, the one it is tested and exported on")
         if last.data is not None and last.data.shards != self.data.shards:
             raise ValueError(f"phases.{last.name}.data: the final phase reads the experiment's data (its "
                              "checkpoints are tested, folded and exported on it); set that shard set as the "

@@ -85,3 +85,29 @@ def test_resampling_up_and_nyquist_are_refused() -> None:
         apply_steps(raw.copy(), default_steps(sfreq=250.0))
     with pytest.raises(RecordingError, match=r"h_freq=120.0 Hz is not below the Nyquist frequency \(100.0 Hz\)"):
         apply_steps(raw.copy(), [{"step": "filter", "l_freq": None, "h_freq": 120.0}])
+
+
+def test_a_1020_recording_reaches_the_hbn129_layout_through_its_own_electrodes() -> None:
+    """TUH-style 19 electrodes → HBN's 129 HydroCel sensors: each interpolated sensor follows the smooth
+    scalp field at its own position (not zeros, not one electrode copied)."""
+    import mne
+
+    from neuroray.datasets.eeg.readers import standard_montage
+    from neuroray.datasets.eeg.steps import _head_positions
+
+    source = LAYOUTS["1020"]()
+    hbn = LAYOUTS["hbn129"]()
+    src_pos = _head_positions(source, standard_montage("1005"))
+    hbn_pos = _head_positions(hbn, mne.channels.make_standard_montage("GSN-HydroCel-129"))
+    t = np.arange(400) / 100.0
+
+    def field(xyz: np.ndarray) -> np.ndarray:  # smooth over the scalp: a front-back and a left-right gradient
+        return xyz[:, :1] * np.sin(2 * np.pi * 3 * t) + xyz[:, 1:2] * np.cos(2 * np.pi * 5 * t)
+
+    raw = mne.io.RawArray(field(np.array([src_pos[c] for c in source])), mne.create_info(source, 100.0, "eeg"),
+                          verbose="error")
+    out = apply_steps(raw, [{"step": "channels", "target": hbn, "mode": "interpolate"}])
+    assert out.ch_names == hbn
+    truth, got = field(np.array([hbn_pos[c] for c in hbn])), out.get_data()
+    r = [np.corrcoef(a, b)[0, 1] for a, b in zip(truth, got, strict=True)]
+    assert np.median(r) > 0.9 and np.abs(got).max() > 0, np.percentile(r, [5, 50])

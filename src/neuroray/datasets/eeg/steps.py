@@ -99,17 +99,38 @@ def _channels(raw: mne.io.BaseRaw, target: Sequence[str], mode: str = "zeropad",
             warnings.simplefilter("ignore", RuntimeWarning)
             pad = mne.io.RawArray(np.zeros((len(missing), raw.n_times)), info, verbose="error")
             raw.add_channels([pad], force_update_info=True)
-    raw.pick(target)
-    if missing and mode == "interpolate":
-        mont = _montage_for(target, montage)
-        unknown = [c for c in target if c not in mont.ch_names]
-        if unknown:
-            raise RecordingError(f"no sensor positions for {', '.join(unknown[:6])} in montage; "
-                                 "pass a montage that has them or use channel mode zeropad")
-        raw.set_montage(mont, on_missing="raise", verbose="error")
-        raw.info["bads"] = missing
-        raw.interpolate_bads(reset_bads=True, verbose="error")
-    return raw
+    if not (missing and mode == "interpolate"):
+        return raw.pick(target)
+    mont = _montage_for(target, montage)
+    unknown = [c for c in target if c not in mont.ch_names]
+    if unknown:
+        raise RecordingError(f"no sensor positions for {', '.join(unknown[:6])} in montage; "
+                             "pass a montage that has them or use channel mode zeropad")
+    # Every channel of the recording with a known position is a source, not only those in the target: a
+    # 10-20 clinical recording (TUH) reaches HBN's 129 HydroCel sensors through its own 19 electrodes.
+    extra = [c for c in raw.ch_names if c not in target and raw.get_channel_types([c])[0] == "eeg"]
+    own = raw.get_montage()  # the recording's digitized positions first, else the 10-05 system's
+    known = _head_positions(extra, own) if own is not None else {}
+    known.update(_head_positions([c for c in extra if c not in known], standard_montage("1005")))
+    pos = {**known, **_head_positions(target, mont)}
+    raw.pick([*target, *[c for c in extra if c in pos]])
+    raw.set_montage(mne.channels.make_dig_montage(ch_pos=pos, coord_frame="head"), on_missing="raise",
+                    verbose="error")
+    raw.info["bads"] = missing
+    raw.interpolate_bads(reset_bads=True, verbose="error")
+    return raw.pick(target)
+
+
+def _head_positions(names: Sequence[str], montage: mne.channels.DigMontage) -> dict[str, np.ndarray]:
+    """``names``' sensor positions in MNE's head frame (via the montage's fiducials), where it has them."""
+    if not names:
+        return {}
+    info = mne.create_info(list(names), 100.0, "eeg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info.set_montage(montage, on_missing="ignore", verbose="error")
+    return {ch["ch_name"]: ch["loc"][:3].copy() for ch in info["chs"]
+            if np.isfinite(ch["loc"][:3]).all() and np.abs(ch["loc"][:3]).sum() > 0}
 
 
 STEPS: dict[str, Callable[..., mne.io.BaseRaw]] = {

@@ -83,3 +83,34 @@ def test_a_mixture_of_unlike_specs_is_refused_naming_both(sets: dict[str, Path],
     assert len(err.splitlines()) == 1 and "phases.pretrain.data.mix[1]" in err, err
     assert str(sets["A"]) in err and str(sets["C"]) in err and "a mixture reads one spec" in err
     assert not (tmp_path / "runs").exists()
+
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "eeg"
+
+
+def test_a_tuh_style_edf_corpus_mixes_with_hbn(hbn_tree: Path, ray_session: None, tmp_path: Path) -> None:
+    """The real clinical EDF (TUH-style 10-20 labels, 200 Hz) as a 4-subject BIDS corpus, brought to HBN's
+    129 sensors through its own electrodes (`--channels hbn129 --channel-mode interpolate`), mixed 30/70
+    with HBN windows of every task: one spec, the shares held."""
+    tuh = tmp_path / "tuh"
+    for i in range(1, 5):
+        (tuh / f"sub-T{i:02d}" / "eeg").mkdir(parents=True)
+        (tuh / f"sub-T{i:02d}" / "eeg" / f"sub-T{i:02d}_task-rest_eeg.edf").write_bytes(
+            (DATA / "edf" / "chtypes_edf.edf").read_bytes())
+    common = ["--target", "pretrain", "--sfreq", "100", "--h-freq", "40", "--quiet"]
+    assert main(["prepare", "eeg", "--bids", str(tuh), "--out", str(tmp_path / "tuh-pre"), "--channels", "hbn129",
+                 "--channel-mode", "interpolate", *common]) == 0
+    subjects = sorted(p.name[4:] for p in hbn_tree.glob("sub-*"))[:6]
+    assert main(["prepare", "eeg", "--bids", str(hbn_tree), "--out", str(tmp_path / "hbn-pre"), "--subjects",
+                 ",".join(subjects), *common]) == 0
+    t, h = open_shard_set(tmp_path / "tuh-pre"), open_shard_set(tmp_path / "hbn-pre")
+    assert t.spec.sample_shape == h.spec.sample_shape == (129, 200) and t.spec.sfreq == h.spec.sfreq
+    from neuroray.datasets.shards import tensor_column_to_numpy
+
+    x = tensor_column_to_numpy(t.read_split("train", ["x"])["x"])
+    assert (np.abs(x).reshape(len(x), 129, -1).max(axis=2) > 0).mean() > 0.95  # interpolated, not zero-padded
+    data = ingest.mixture([t, h], [0.3, 0.7])
+    for _ in range(3):
+        sources = np.concatenate([b[ingest.MIX_SOURCE] for b in
+                                  data["train"].iter_batches(batch_size=256, batch_format="numpy")])
+        assert abs(float((sources == 0).mean()) - 0.3) <= 0.05

@@ -44,6 +44,7 @@ def _check_resumable(out: Path, n_subjects: int) -> int:
     return len(markers)
 
 
+@pytest.mark.slow  # ~45 s; test_prepare's SIGKILL-and-resume stays in the default run
 def test_sigint_then_sigterm_then_resume_equals_uninterrupted(hbn_tree: Path, c1_shards: Path, ray_session: None,
                                                               tmp_path: Path, c1_args: list[str], n_subjects: int,
                                                               capsys: pytest.CaptureFixture[str]) -> None:

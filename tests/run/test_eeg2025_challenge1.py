@@ -140,6 +140,7 @@ def test_multiphase_ablation_smoke_killed_and_resumed(workdir: Path, capsys: pyt
     assert (shared >= 2).all()  # every movie moment is seen by several subjects: cross-subject positives exist
 
 
+@pytest.mark.slow  # ~30 s; conditional spaces are unit-tested in tests/run/test_searcher.py
 def test_challenge1_hpo_smoke_samples_a_conditional_space(workdir: Path) -> None:
     assert main(["run", str(EXPERIMENTS / "challenge1_hpo.yaml"), "--smoke", "--quiet",
                  "--storage", str(workdir / "runs")]) == 0

@@ -73,6 +73,7 @@ def five_test_subjects(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow  # a 34-subject, 3-fold run, ~50 s; fold plans and the corrected test are unit-tested above
 @pytest.mark.usefixtures("ray_session")
 def test_three_fold_run_end_to_end(five_test_subjects: Path, tmp_path: Path) -> None:
     """2 arms × 1 seed × 3 folds: 6 cells, each trial validated on exactly its fold's subjects (its val/nrmse

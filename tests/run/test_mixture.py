@@ -88,6 +88,7 @@ def test_a_mixture_of_unlike_specs_is_refused_naming_both(sets: dict[str, Path],
 DATA = Path(__file__).resolve().parents[1] / "data" / "eeg"
 
 
+@pytest.mark.slow  # two EEG prepares, ~45 s; the shares are tested above on synthetic sets
 def test_a_tuh_style_edf_corpus_mixes_with_hbn(hbn_tree: Path, ray_session: None, tmp_path: Path) -> None:
     """The real clinical EDF (TUH-style 10-20 labels, 200 Hz) as a 4-subject BIDS corpus, brought to HBN's
     129 sensors through its own electrodes (`--channels hbn129 --channel-mode interpolate`), mixed 30/70

@@ -72,6 +72,10 @@ def test_a_pretraining_mixture_runs_and_is_recorded(sets: dict[str, Path], tmp_p
     mix = json.loads((run / "data.json").read_text())["phases"]["default: pretrain"]["mix"]
     assert [(Path(m["shards"]).name, m["weight"]) for m in mix] == [("A", 0.3), ("B", 0.7)]
     assert [m["rows"]["train"] for m in mix] == [open_shard_set(sets[n]).rows("train") for n in "AB"]
+    # validated pooled and per source: each source's own val score in the pretrain phase's record
+    (meta,) = run.glob("checkpoints/*/pretrain/meta.json")
+    metrics = json.loads(meta.read_text())["metrics"]
+    assert {"val/recon", "val_source0/recon", "val_source1/recon"} <= set(metrics), sorted(metrics)
 
 
 def test_a_mixture_of_unlike_specs_is_refused_naming_both(sets: dict[str, Path], tmp_path: Path,

@@ -150,6 +150,7 @@ def trial_datasets(datasets: dict[str, ray.data.Dataset], fold: int | None) -> d
 
 
 MIX_SOURCE = "mix_source"  # the column that says which source of a mixture a window came from (0, 1, …)
+SOURCE_VAL = "val_source"  # a mixture source's own validation split: val_source0, val_source1, …
 
 
 def _tag(batch: pa.Table, source: int) -> pa.Table:
@@ -159,7 +160,7 @@ def _tag(batch: pa.Table, source: int) -> pa.Table:
 def mixture(sets: Sequence[ShardSet], weights: Sequence[float], cache: str = "auto",
             say: bool = False) -> dict[str, ray.data.Dataset]:
     """Several shard sets of one spec as one ``train`` stream in proportion to ``weights`` (by windows), and
-    their pooled ``val``; every row carries ``mix_source``.
+    their pooled ``val`` (and each source's own, ``val_source<i>``); every row carries ``mix_source``.
 
     An epoch holds as many windows as the sources' train splits together; source i contributes share w_i of
     them, drawn afresh each epoch (``random_sample``, over repeats of a source that must give more windows
@@ -181,4 +182,5 @@ def mixture(sets: Sequence[ShardSet], weights: Sequence[float], cache: str = "au
                   "windows", flush=True)
     val = [ds.map_batches(partial(_tag, source=i), batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
            for i, ds in enumerate(parts["val"])]
-    return {"train": train[0].union(*train[1:]), "val": val[0].union(*val[1:])}
+    return {"train": train[0].union(*train[1:]), "val": val[0].union(*val[1:]),
+            **{f"{SOURCE_VAL}{i}": ds for i, ds in enumerate(val)}}

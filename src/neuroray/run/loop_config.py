@@ -44,6 +44,7 @@ class PhaseData(BaseModel):
     key: str
     spec: SpecRef
     target_stats: dict[str, TargetStats] = {}
+    sources: int = 1  # a mixture's source count: each is also validated on its own
 
 
 class LoopConfig(BaseModel):

@@ -29,6 +29,7 @@ from neuroray.run_folder.checkpoints import (
     save_phase,
 )
 from neuroray.trainables import base as registry
+from neuroray.trainables.evaluate import score_split
 
 ReportFn = Callable[[dict[str, Any], str | None], None]
 TRAIN_ROWS = "data/train_rows"  # a phase's train rows in its last epoch, in its reports and phase records
@@ -253,6 +254,12 @@ def run_phases(config: LoopConfig | dict[str, Any], get_shard: ShardFn, report: 
         if phase_dir is not None and is_rank0 and not final:
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
             metrics[TRAIN_ROWS] = train.rows
+            for i in range(own.sources if own and own.sources > 1 else 0):  # a mixture: each source on its own
+                scores = score_split(module, Batches(get_shard, f"{prefix}val_source{i}", bs, False, cfg.seed),
+                                     prefix=f"val_source{i}/")
+                metrics.update(scores)
+                print(f"{cfg.trial_name} {phase.name}: mix[{i}] " + ", ".join(f"{k} {v:.4g}" for k, v in
+                                                                         scores.items()), flush=True)
             save_phase(phase_dir / phase.name, module, record, own.spec.model_dump() if own else cfg.spec_dict(),
                        metrics)
 

@@ -72,7 +72,7 @@ def loop_config(exp: Experiment, shard_set: ShardSet, seed: int, metric: str, mo
 def _phase_data(given: PhaseInput) -> PhaseData:
     first = given.sets[0]  # a mixture's sources share one spec; the first one's target statistics stand
     return PhaseData(key=given.key, spec=SpecRef(modality=first.manifest["modality"], spec=first.manifest["spec"]),
-                     target_stats=first.manifest.get("target_stats", {}))
+                     target_stats=first.manifest.get("target_stats", {}), sources=len(given.sets))
 
 
 def progress_interval() -> float:

@@ -10,6 +10,7 @@ loop gets its dataset shards and reports.
 from __future__ import annotations
 
 import itertools
+import logging
 import tempfile
 import threading
 import time
@@ -195,6 +196,9 @@ def run_phases(config: LoopConfig | dict[str, Any], get_shard: ShardFn, report: 
     """
     cfg = LoopConfig.parse(config)
     torch.set_num_threads(max(1, int(cfg.threads)))
+    # Lightning's per-Trainer notes (GPU/TPU available, a logging-service tip) once per phase and trial drown
+    # the trial's own lines; its warnings still show.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     spec = cfg.spec.build()
     states: dict[str, dict[str, torch.Tensor]] = {}
     phases = cfg.phases

@@ -3,6 +3,7 @@ scores, a per-target table in the report; a target with no value in train is ref
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,15 @@ def test_four_factors_run_with_per_target_scores_and_report(tmp_path: Path) -> N
     md = (run / "report.md").read_text()
     section = md.split("## Per target", 1)[1].split("\n## ", 1)[0]
     assert all(f"| {f} " in section for f in FACTORS) and "test/nrmse" in section and "val/r" in section
+    # exported and predicted: one column per target, in the order named, in raw units
+    assert main(["export", str(run), "--out", str(tmp_path / "model")]) == 0
+    card = json.loads((tmp_path / "model" / "model_card.json").read_text())
+    assert card["model"]["output"]["shape"] == ["batch", 4] and set(card["target_stats"]) == set(FACTORS)
+    out = tmp_path / "preds.parquet"
+    assert main(["predict", str(tmp_path / "model" / "model.onnx"), str(shards), "--out", str(out)]) == 0
+    preds = pd.read_parquet(out)
+    assert [c for c in preds if c.startswith("pred")] == ["pred_0", "pred_1", "pred_2", "pred_3"]
+    assert 40 < preds["pred_1"].mean() < 60  # attention, in its own units
 
 
 @pytest.mark.parametrize(("phase", "expected"), [

@@ -347,25 +347,18 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from neuroray.run.phase_data import check_chains, check_mixes, open_phase_sets, phase_sets
+    from neuroray.run.phase_data import describe, existing_phase_sets, phase_sets
     from neuroray.run.preflight import existing_shards
     from neuroray.search_spaces.experiment import load
 
     loaded = load(args.experiment)
-    # An existing shard set is checked too (columns, each arm's modules built for its windows); its files'
-    # sizes are checked, their checksums are left to `run`.
+    # Existing shard sets are checked too (columns, each arm's modules built for its windows, the chain across
+    # phase sets); their files' sizes are checked, their checksums are left to `run`.
     shards = existing_shards(loaded, verify="size")
     data = (f"; shard set {shards.root} checked" if shards is not None
             else f"; no shard set at {loaded.model.data.shards} yet")
     sets = phase_sets(loaded)
-    opened = open_phase_sets(loaded, sets, only_existing=True, verify="size")
-    roots = [str(Path(src.shards)) for ps in sets.values() for src in ps.data.sources]
-    if shards is not None and all(r in opened for r in roots):
-        check_mixes(loaded, sets, opened)
-        check_chains(loaded, shards, opened)
-    data += "".join(f"; {', '.join(s.readers)} read {ident}" + ("" if all(
-        str(Path(src.shards)) in opened for src in s.data.sources) else " (not prepared yet)")
-        for ident, s in sets.items())
+    data += describe(sets, existing_phase_sets(loaded, sets, shards, verify="size"))
     print(f"{args.experiment}: ok ({len(loaded.cells())} cells × {loaded.model.search.num_samples} samples{data})")
     return 0
 

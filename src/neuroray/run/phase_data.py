@@ -26,7 +26,7 @@ from neuroray.search_spaces.schema import Data, Phase
 from neuroray.trainables import base as registry
 
 __all__ = ["PhaseSet", "PhaseInput", "phase_sets", "check_chains", "check_mixes", "open_phase_sets", "phase_inputs",
-           "data_id", "KEY_PREFIX"]
+           "existing_phase_sets", "describe", "data_id", "KEY_PREFIX"]
 
 KEY_PREFIX = PHASE_SET_PREFIX  # Ray dataset keys of a phase's own set: phase-set-<i>/train, phase-set-<i>/val
 
@@ -174,3 +174,21 @@ def check_chains(loaded: LoadedExperiment, default: ShardSet, opened: dict[str, 
             if differ or not set(want) & set(have):
                 raise ConfigError(f"{head}; its encoder cannot take that encoder's weights ({len(differ)} tensors "
                                   f"differ in shape, e.g. {differ[0] if differ else 'no tensor in common'})")
+
+
+def existing_phase_sets(loaded: LoadedExperiment, sets: dict[str, PhaseSet], default: ShardSet | None,
+                        verify: str | None = None) -> dict[str, ShardSet]:
+    """Open and check the phase sets already there (before Ray starts); once the experiment's set and every
+    source exist, the mixtures' specs and the encoder chain are checked too."""
+    opened = open_phase_sets(loaded, sets, only_existing=True, verify=verify)
+    if default is not None and all(str(Path(src.shards)) in opened for ps in sets.values() for src in ps.data.sources):
+        check_mixes(loaded, sets, opened)
+        check_chains(loaded, default, opened)
+    return opened
+
+
+def describe(sets: dict[str, PhaseSet], opened: dict[str, ShardSet]) -> str:
+    """``; <arm: phase> read <set>`` per phase set, saying which are not prepared yet (``neuroray validate``)."""
+    return "".join(f"; {', '.join(ps.readers)} read {ident}" + (
+        "" if all(str(Path(src.shards)) in opened for src in ps.data.sources) else " (not prepared yet)")
+        for ident, ps in sets.items())

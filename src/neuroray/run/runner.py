@@ -21,7 +21,14 @@ from neuroray.outputs import atomic_write
 from neuroray.reports import folder as report
 from neuroray.reports.source import held_out
 from neuroray.run import results, resume_repair, session, state_backup
-from neuroray.run.phase_data import PhaseSet, check_chains, check_mixes, open_phase_sets, phase_inputs, phase_sets
+from neuroray.run.phase_data import (
+    PhaseSet,
+    check_chains,
+    check_mixes,
+    existing_phase_sets,
+    phase_inputs,
+    phase_sets,
+)
 from neuroray.run.preflight import (
     PREPARED_BY,
     check_prepare_target,
@@ -215,11 +222,7 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
         check_resumable(run_dir, loaded, tune_dir if remote else None)
     existing = existing_shards(loaded)  # an existing set is verified and checked before Ray starts
     sets = phase_sets(loaded)  # phases that read their own shard set
-    opened = open_phase_sets(loaded, sets, only_existing=True)
-    if existing is not None and all(str(Path(src.shards)) in opened for ps in sets.values()
-                                    for src in ps.data.sources):
-        check_mixes(loaded, sets, opened)
-        check_chains(loaded, existing, opened)
+    opened = existing_phase_sets(loaded, sets, existing)
     conn = session.start(address)
     check_resources(loaded, conn.embedded)
     session.pin_data_actors_here()

@@ -71,10 +71,13 @@ def _score_checkpoints(jobs: list[Job], test: ray.data.Dataset, subjects: dict[s
 
 
 def _batch_sizes(loaded: LoadedExperiment, trials: pd.DataFrame) -> dict[Any, int]:
-    """Each trial's final-phase batch size, resolving each distinct (arm, seed, params) once."""
+    """Each checkpointed trial's final-phase batch size, resolving each distinct (arm, seed, params) once (a
+    trial that died before it started has no checkpoint, and may have no seed either)."""
     seen: dict[str, int] = {}
     out: dict[Any, int] = {}
     for i, row in trials.iterrows():
+        if not (isinstance(row.get("checkpoint"), str) and row["checkpoint"]):
+            continue
         params = {k[len("param."):]: v for k, v in row.items() if str(k).startswith("param.") and pd.notna(v)}
         key = json.dumps([str(row["arm"]), int(row["seed"]), params], sort_keys=True, default=str)
         if key not in seen:

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.fs as pafs
 import pytest
+import yaml
 
 from neuroray.cli import main
 
@@ -116,3 +117,31 @@ def test_resume_and_export_with_the_endpoint_in_the_uri(s3_run: Path, s3_server:
     out_dir = s3_run / "export-query"
     assert main(["export", str(s3_run / "runs" / "demo-smoke"), "--out", str(out_dir)]) == 0
     assert (out_dir / "model.onnx").is_file()
+
+
+# ~70 s of Train V2 start-up for one 2-worker trial: slow-marked like the local TorchTrainer case
+@pytest.mark.slow
+def test_torchtrainer_checkpoints_are_in_the_bucket(s3: pafs.S3FileSystem, ray_session: None, small_eeg: Path,
+                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The TorchTrainer engine (2 workers) writes its checkpoints and Train state under the run's storage URI,
+    nothing under the local run folder; export fetches the chosen checkpoint from the bucket."""
+    monkeypatch.chdir(tmp_path)
+    exp = {"name": "tt-s3", "data": {"shards": str(small_eeg)},
+           "phases": [{"name": "fit", "trainable": "eeg_regressor", "target": "y", "epochs": 2, "batch_size": 16,
+                       "hparams": {"lr": 5e-3}}],
+           "metric": {"name": "val/nrmse", "mode": "min"},
+           "resources": {"workers": 2, "cpus_per_worker": 0.5, "engine": "torchtrainer"}}
+    path = tmp_path / "tt-s3.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    assert main(["run", str(path), "--quiet", "--storage", f"s3://{BUCKET}/tt"]) == 0
+    trials = pd.read_csv(tmp_path / "runs" / "tt-s3" / "results.csv")
+    assert len(trials) == 1 and trials.loc[0, "status"] == "OK", trials.loc[0, "error"]
+    ckpt = trials.loc[0, "checkpoint"]
+    assert ckpt.startswith(f"s3://{BUCKET}/tt/tt-s3/train/"), ckpt
+    keys = set(_keys(s3, f"{BUCKET}/tt/tt-s3/train"))
+    assert {f"{ckpt.removeprefix('s3://')}/model.pt", f"{ckpt.removeprefix('s3://')}/meta.json"} <= keys
+    assert not (tmp_path / "runs" / "tt-s3" / "train").exists()
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "runs" / "tt-s3")]) == 0
+    assert (tmp_path / "runs" / "tt-s3" / "export" / "model.onnx").is_file()

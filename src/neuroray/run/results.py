@@ -15,7 +15,7 @@ from ray import tune
 from neuroray.reports.folder import HISTORY_KEYS, METRIC_PREFIXES
 from neuroray.reports.selection import best_index
 from neuroray.run.train import TRAIN_ROWS
-from neuroray.run_folder.storage import checkpoint_uri  # s3://… when --storage is a URI
+from neuroray.run_folder.storage import checkpoint_uri, location_uri  # s3://… when --storage is a URI
 
 __all__ = ["trial_rows", "trial_histories", "error_text"]
 
@@ -30,10 +30,9 @@ def _checkpoint_path(result: tune.Result, history: pd.DataFrame, metric: str, mo
         return checkpoint_uri(best)
     if "checkpoint_path" in history and history["checkpoint_path"].notna().any():  # TorchTrainer engine
         saved = history[history["checkpoint_path"].notna()]
-        if metric in saved and saved[metric].notna().any():
-            at = best_index(saved[metric], mode)
-            return str(saved.loc[at, "checkpoint_path"])
-        return str(saved["checkpoint_path"].iloc[-1])
+        at = best_index(saved[metric], mode) if metric in saved and saved[metric].notna().any() else saved.index[-1]
+        # Train reports the path on its storage's filesystem (``bucket/key`` on S3): the same as Tune's
+        return location_uri(result.filesystem, str(saved.loc[at, "checkpoint_path"]))
     return None
 
 

@@ -97,6 +97,9 @@ class TrialContext:
     tensorboard_dir: str | None
     progress_s: float = 60.0  # read from the driver's environment (progress_interval)
     phase_sets: dict[str, PhaseInput] = field(default_factory=dict)  # data_id → a phase's own set(s)
+    # the run's folder in --storage s3://… as (filesystem, path), opened on the driver (None: local storage);
+    # the filesystem pickles with its endpoint, as Tune ships its own, so Train's controller needs no AWS env
+    storage: tuple[Any, str] | None = None
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any]) -> None:
@@ -127,11 +130,14 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any
         with ckpt.as_directory() as restore:
             run_phases(cfg, get_shard=get_shard, report=report, restore=restore)
         return
-    _fit_with_torchtrainer(cfg, exp, datasets, Path(ctx.run_dir) / "train", name)
+    # Train's checkpoints and state go where the run lives: under s3://… a restarted trial on another node
+    # (and export) finds them; locally, in the run folder.
+    fs, root = ctx.storage or (None, str(Path(ctx.run_dir)))
+    _fit_with_torchtrainer(cfg, exp, datasets, (fs, f"{root}/train"), name)
 
 
 def _fit_with_torchtrainer(cfg: LoopConfig, exp: Experiment, datasets: dict[str, Any],
-                           storage: Path, name: str) -> None:
+                           storage: tuple[Any, str], name: str) -> None:
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -145,7 +151,8 @@ def _fit_with_torchtrainer(cfg: LoopConfig, exp: Experiment, datasets: dict[str,
                                   **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})},
         ),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=str(storage), callbacks=[TuneReportCallback()],  # type: ignore[list-item]
+            name=name, storage_path=storage[1], storage_filesystem=storage[0],
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=cfg.metric,
                                                          checkpoint_score_order=cfg.mode),
             failure_config=ray.train.FailureConfig(max_failures=r.max_failures),
@@ -246,7 +253,8 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
                              ingest.mixture(given.sets, given.weights, cache=given.cache, say=True).items()})
     ctx = TrialContext(loaded=loaded, shard_set=shard_set, metric=metric, mode=mode, run_dir=str(run_dir),
                        tensorboard_dir=str(run_dir / "tensorboard"), progress_s=progress_interval(),
-                       phase_sets=dict(phase_data or {}))
+                       phase_sets=dict(phase_data or {}),
+                       storage=storage_mod.filesystem(storage_mod.join(storage_uri, exp.name)) if storage_uri else None)
     trainable = tune.with_parameters(run_trial, ctx=ctx, datasets=datasets)
     r = exp.resources
     # driver_resources: custom resources the trial actor also asks for, e.g. {trial_driver: 1} that only

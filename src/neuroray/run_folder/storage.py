@@ -1,7 +1,8 @@
 """Where a run goes: a local folder, or any pyarrow filesystem URI (``s3://bucket/prefix``, ``gs://…``).
 
 With a URI, Tune's ``storage_path`` is the URI: trial folders, checkpoints, per-trial results
-(``result.json``, ``progress.csv``) and Tune's restorable experiment state go there, so every node of a
+(``result.json``, ``progress.csv``), the TorchTrainer engine's Train runs (``train/<trial>/``: its
+checkpoints and state) and Tune's restorable experiment state go there, so every node of a
 cluster reads and writes the same place. The run *summary* (``results.csv/.parquet``, ``report.md``,
 ``run.json``) is written to the local ``runs/<experiment>/`` first and then copied next to the trial
 folders in storage, so a job whose working directory vanishes still leaves it behind. TensorBoard files
@@ -192,7 +193,11 @@ def upload_summary(run_dir: Path, storage: str, name: str) -> str:
 
 def checkpoint_uri(checkpoint: Any) -> str:
     """A ``ray.train.Checkpoint``'s location as a path or URI that ``fetch_checkpoint`` can open again."""
-    fs, path = checkpoint.filesystem, str(checkpoint.path)
+    return location_uri(checkpoint.filesystem, str(checkpoint.path))
+
+
+def location_uri(fs: pafs.FileSystem | None, path: str) -> str:
+    """A path on a pyarrow filesystem as a local path or a URI (``s3://bucket/key``) that ``filesystem`` opens."""
     if fs is None or isinstance(fs, pafs.LocalFileSystem):
         return path
     scheme = _URI_SCHEME_OF.get(fs.type_name)

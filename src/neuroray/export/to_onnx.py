@@ -13,7 +13,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ import torch
 from neuroray.datasets.shards import ShardSet, open_shard_set
 from neuroray.errors import NeurorayError
 from neuroray.export.inference import CARD, OnnxModel, sample_windows
+from neuroray.export.mlflow_artifacts import log_export
 from neuroray.export.model_card import build_card
 from neuroray.export.scoring import Score, evaluate, relative_loss
 from neuroray.outputs import atomic_write
@@ -70,6 +71,7 @@ class ExportReport:
     after: Score | None
     relative_loss: float | None
     card: dict[str, Any]
+    mlflow: str | None = None  # what happened to the MLflow artifacts (runs with tracking.mlflow)
 
 
 def export_module(module: Task, out: Path) -> Path:
@@ -223,7 +225,7 @@ def export_trial(run_dir: Path, trial: str = "best", out: Path | None = None, pr
               "arm": row.get("arm"), "seed": row.get("seed"), "checkpoint": str(ckpt)}
     report = export_model(ckpt, open_shard_set(info.shards), out or run_dir / "export", precision,
                           source=source, trial_metrics=_trial_metrics(row), **kwargs)
-    return row, report
+    return row, replace(report, mlflow=log_export(run_dir, str(row["trial_id"]), report.out))
 
 
 def format_report(trial_id: str, r: ExportReport) -> str:
@@ -237,4 +239,6 @@ def format_report(trial_id: str, r: ExportReport) -> str:
                      + (", ACCEPTED OVER THE LIMIT with --accept-loss)" if r.relative_loss > r.card["quantization"]
                         ["max_loss"] else ")"))
     lines.append(f"model card: {r.out / CARD}")
+    if r.mlflow:
+        lines.append(r.mlflow)
     return "\n".join(lines)

@@ -213,6 +213,10 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
     target = storage or loaded.model.storage or "runs"
     check_storage(target)
     check_prepare_target(loaded)
+    if loaded.model.tracking.mlflow is not None:  # mlflow's import costs seconds: only runs that use it pay
+        from neuroray.run.mlflow_tracking import check_mlflow
+
+        check_mlflow(loaded.model.tracking.mlflow)
     # with a URI, Tune writes there; the local summary goes to runs/<name> (run_folder/storage.py)
     remote = storage_mod.tune_storage_path(target) if storage_mod.is_uri(target) else None
     storage = storage_mod.local_root(target)
@@ -259,6 +263,11 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
         test = add_test_scores(trials, loaded, shard_set, tasks=max_concurrency(loaded.model, conn.embedded),
                                in_process=conn.embedded and loaded.model.resources.gpus_per_worker == 0)
         trials, subjects = test.trials, test.subjects
+        if (mlflow_cfg := loaded.model.tracking.mlflow) is not None:
+            from neuroray.run.mlflow_tracking import log_test_scores
+
+            if log_test_scores(run_dir, trials):
+                print(f"mlflow: test scores logged to {mlflow_cfg.uri}", flush=True)
     sched = loaded.model.scheduler
     pruning = "" if sched.type == "none" else f"{sched.type} within each {sched.scope}" if sched.scope != "global" \
         else f"{sched.type} across all trials"

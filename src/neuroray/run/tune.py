@@ -275,7 +275,12 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
     searcher = MatrixSearcher(loaded.cells(), loaded.space(), exp.search.num_samples, metric, mode,
                               sampler=exp.search.sampler, objectives=loaded.objectives,
                               max_t=exp.phases[-1].epochs, journal=str(run_dir.resolve() / OPTUNA_JOURNAL))
-    callbacks: list[Any] = [cb for cb in [wandb_callback(exp.name, run_dir, phase_chains(loaded))] if cb is not None]
+    chains = phase_chains(loaded)
+    callbacks: list[Any] = [cb for cb in [wandb_callback(exp.name, run_dir, chains)] if cb is not None]
+    if exp.tracking.mlflow is not None:  # mlflow's import costs seconds: only runs that use it pay
+        from neuroray.run.mlflow_tracking import mlflow_callback
+
+        callbacks.append(mlflow_callback(loaded, run_dir, metric, mode, chains))
     experiment_dir = storage_mod.join(storage_uri, exp.name) if storage_uri else str(run_dir.resolve())
     callbacks.append(StateBackup(experiment_dir))  # a last good state, for --resume after a full disk
     tuner = tune.Tuner(

@@ -282,6 +282,28 @@ class Smoke(Strict):
     overrides: dict[str, Any] = Field(default_factory=dict)
 
 
+class MLflowTracking(Strict):
+    """``tracking.mlflow``: one MLflow run per trial (Ray's ``MLflowLoggerCallback``)."""
+
+    # a tracking server (http://host:5000) or a local store (file:/path, sqlite:///path/mlflow.db)
+    uri: str = Field(min_length=1)
+    experiment: str | None = None  # the MLflow experiment (default: the experiment file's name)
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        if not re.match(r"^(https?|file|sqlite|postgresql|mysql|databricks)(:|\+)", v):
+            raise ValueError(f"{v!r}: give an MLflow tracking URI: http://HOST:PORT, https://…, file:/PATH or "
+                             "sqlite:///PATH/mlflow.db")
+        return v
+
+
+class Tracking(Strict):
+    """Dashboards besides TensorBoard and W&B (both always on; W&B offline unless WANDB_MODE says otherwise)."""
+
+    mlflow: MLflowTracking | None = None
+
+
 class Experiment(Strict):
     """A whole experiment file."""
 
@@ -299,6 +321,7 @@ class Experiment(Strict):
     resources: Resources = Field(default_factory=Resources)
     smoke: Smoke = Field(default_factory=Smoke)
     storage: str | None = None
+    tracking: Tracking = Field(default_factory=Tracking)
 
     @field_validator("name")
     @classmethod

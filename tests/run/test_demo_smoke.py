@@ -142,3 +142,39 @@ def test_test_scores_as_ray_tasks_match_the_in_process_ones(smoke_run: Path) -> 
     remote = add_test_scores(bare, loaded, shards, tasks=2).trials
     for col in ("test/nrmse", "test/r", "test/loss"):
         assert remote[col].to_numpy() == pytest.approx(df[col].to_numpy(), rel=1e-5), col
+
+
+def test_tensorboard_hparams_sessions_compare_trials(smoke_run: Path) -> None:
+    """Every trial's TensorBoard run holds an HParams session (arm, seed, search params) and its best epoch's
+    metrics as `best/…` scalars, so `tensorboard --logdir runs/<exp>/tensorboard` compares trials there."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    trials = pd.read_csv(smoke_run / "results.csv")
+    for _, row in trials.iterrows():
+        folder = smoke_run / "tensorboard" / f"{row['arm']}-s{row['seed']}-{row['trial_id']}" / "fit"
+        acc = EventAccumulator(str(folder))
+        acc.Reload()
+        content = acc.PluginTagToContent("hparams")
+        assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(content), content.keys()
+        data = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+        hp = data.session_start_info.hparams
+        assert hp["arm"].string_value == row["arm"] and hp["seed"].number_value == row["seed"]
+        assert hp["param.lr"].number_value == pytest.approx(row["param.lr"])
+        best = acc.Scalars("best/val/nrmse")
+        assert best[-1].value == pytest.approx(row["val/nrmse"], rel=1e-5)
+        assert min(e.value for e in acc.Scalars("val/nrmse")) == pytest.approx(best[-1].value, rel=1e-5)
+
+
+def test_wandb_summary_is_the_best_epoch(smoke_run: Path) -> None:
+    """Each W&B run's summary holds the metric's best value (define_metric summary=min), not its last."""
+    trials = pd.read_csv(smoke_run / "results.csv")
+    for f in sorted(smoke_run.glob("wandb/offline-run-*/run-*.wandb")):
+        records = list(_wandb_records(f))
+        run = next(r.run for r in records if r.WhichOneof("record_type") == "run")  # type: ignore[attr-defined]
+        row = trials[trials["trial_id"] == run.display_name.rsplit("-", 1)[1]].iloc[0]
+        defined = [r.metric for r in records if r.WhichOneof("record_type") == "metric"]  # type: ignore[attr-defined]
+        assert any(m.name == "val/nrmse" and m.summary.min for m in defined), defined
+        summaries = [json.loads(item.value_json) for r in records if r.WhichOneof("record_type") == "summary"  # type: ignore[attr-defined]
+                     for item in r.summary.update if (item.key or "/".join(item.nested_key)) == "val/nrmse"]
+        assert summaries and summaries[-1] == {"min": pytest.approx(row["val/nrmse"], rel=1e-5)}, summaries

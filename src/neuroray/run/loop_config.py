@@ -66,6 +66,8 @@ class LoopConfig(BaseModel):
     progress_s: float = 60.0  # a progress line this often inside an epoch (0 = none)
     train_rows: int | None = None  # rows of the train split, when known (the first epoch's batch total)
     phase_data: dict[str, PhaseData] = {}  # phase name → its own shard set (phases[].data)
+    # what trials are compared by (arm, seed, fold, search params): TensorBoard's HParams session of the trial
+    hparams: dict[str, str | int | float | bool] = {}
 
     @classmethod
     def parse(cls, cfg: LoopConfig | Mapping[str, Any]) -> LoopConfig:

@@ -35,11 +35,15 @@ class WandbRuns:
         self._wandb = wandb
         self._runs: dict[str, Any] = {}
 
-    def start(self, key: str, logdir: str, init_kwargs: dict[str, Any]) -> None:
-        """Open the W&B run of trial ``key`` (a restarted trial keeps its run)."""
+    def start(self, key: str, logdir: str, init_kwargs: dict[str, Any],
+              summary: tuple[str, str] | None = None) -> None:
+        """Open the W&B run of trial ``key`` (a restarted trial keeps its run); ``summary`` (metric, min|max):
+        the run's summary holds the metric's best value, not its last."""
         if key in self._runs:  # a restarted trial keeps its run
             return
         run = self._wandb.init(**{**init_kwargs, "reinit": "create_new"})
+        if summary is not None:
+            run.define_metric(summary[0], summary=summary[1])
         run.config.update({"trial_log_path": logdir}, allow_val_change=True)
         self._runs[key] = run
 
@@ -72,9 +76,11 @@ class ArmTaggedWandb(WandbLoggerCallback):
     """One W&B run per trial, grouped by experiment and tagged ``arm:``, ``seed:`` and ``phase:`` for each
     phase in the arm's chain (each logged result also carries its ``phase``), logged through one actor."""
 
-    def __init__(self, *args: Any, phase_chains: dict[str, list[str]] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, phase_chains: dict[str, list[str]] | None = None,
+                 summary: tuple[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.phase_chains = phase_chains or {}
+        self.summary = summary  # (metric, "min"|"max"): each run's summary is its best epoch's value
         self._runs_actor: Any = None
         self._started: dict[str, list[str]] = {}  # trial id → result keys not logged
 
@@ -92,7 +98,7 @@ class ArmTaggedWandb(WandbLoggerCallback):
                                      *(f"phase:{p}" for p in phases)]
         wandb_init_kwargs["name"] = trial_label(cfg, trial.trial_id)
         self._started[trial.trial_id] = exclude_results
-        self._actor().start.remote(trial.trial_id, trial.local_path, wandb_init_kwargs)
+        self._actor().start.remote(trial.trial_id, trial.local_path, wandb_init_kwargs, self.summary)
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
         if trial.trial_id not in self._started:
@@ -148,8 +154,8 @@ def trial_label(config: dict[str, Any], trial_id: str) -> str:
     return f"{config.get('arm', 'trial')}-s{config.get('seed', 0)}{fold}-{trial_id}"
 
 
-def wandb_callback(experiment: str, run_dir: Path,
-                   phase_chains: dict[str, list[str]] | None = None) -> WandbLoggerCallback | None:
+def wandb_callback(experiment: str, run_dir: Path, phase_chains: dict[str, list[str]] | None = None,
+                   summary: tuple[str, str] | None = None) -> WandbLoggerCallback | None:
     """The W&B callback for this experiment (offline unless ``WANDB_MODE`` says otherwise), or None without wandb."""
     mode = os.environ.get("WANDB_MODE", "offline")
     if mode == "disabled":
@@ -157,4 +163,4 @@ def wandb_callback(experiment: str, run_dir: Path,
     run_dir.mkdir(parents=True, exist_ok=True)  # wandb itself adds the wandb/ folder
     return ArmTaggedWandb(project=os.environ.get("WANDB_PROJECT", "neuroray"), group=experiment,
                           mode=mode, dir=str(run_dir), log_config=True,
-                          excludes=["checkpoint_path", "config"], phase_chains=phase_chains)
+                          excludes=["checkpoint_path", "config"], phase_chains=phase_chains, summary=summary)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import tempfile
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from neuroray.errors import NeurorayError
 from neuroray.run.loop_config import LoopConfig
@@ -164,14 +166,34 @@ class EpochReporter(L.Callback):
     """
 
     def __init__(self, report: ReportFn, phase: dict[str, Any], spec: dict[str, Any], final: bool,
-                 is_rank0: bool, train: Batches | None = None) -> None:
+                 is_rank0: bool, train: Batches | None = None, hparams: dict[str, Any] | None = None,
+                 metric: str = "", mode: str = "min") -> None:
         self.report, self.phase, self.spec, self.final = report, phase, spec, final
         self.is_rank0, self.train = is_rank0, train
+        self.hparams, self.metric, self.mode = hparams or {}, metric, mode
+        self.best: dict[str, float] | None = None
+
+    def _log_best(self, trainer: L.Trainer, metrics: dict[str, Any]) -> None:
+        """TensorBoard's HParams view: the trial's hparams once, then its best epoch so far (by the experiment's
+        metric) as ``best/…`` scalars after every epoch, so a trial a scheduler stops still shows its best."""
+        score = metrics.get(self.metric)
+        if not isinstance(trainer.logger, TensorBoardLogger) or not isinstance(score, float) or math.isnan(score):
+            return
+        first = self.best is None
+        held = math.nan if self.best is None else self.best[self.metric]
+        if first or (score < held if self.mode == "min" else score > held):
+            self.best = {k: v for k, v in metrics.items() if k.startswith(("val/", "train/"))}
+        best = {f"best/{k}": v for k, v in (self.best or {}).items()}
+        if first:
+            trainer.logger.log_hyperparams(self.hparams, metrics=best, step=trainer.current_epoch + 1)
+        else:
+            trainer.logger.log_metrics(best, step=trainer.current_epoch + 1)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if not self.final:
             return
         metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        self._log_best(trainer, metrics)
         metrics.update(phase=self.phase["name"], phase_epoch=trainer.current_epoch + 1)
         if self.train is not None:  # which data this phase read: the rows of its epoch (this worker's share)
             metrics[TRAIN_ROWS] = self.train.rows
@@ -231,8 +253,6 @@ def run_phases(config: LoopConfig | dict[str, Any], get_shard: ShardFn, report: 
         train = Batches(get_shard, f"{prefix}train", phase.batch_size, True, cfg.seed, epochs)
         logger: Any = False
         if cfg.tensorboard_dir and is_rank0:
-            from lightning.pytorch.loggers import TensorBoardLogger
-
             logger = TensorBoardLogger(save_dir=cfg.tensorboard_dir, name=cfg.trial_name,
                                        version=phase.name, default_hp_metric=False)
         trainer = L.Trainer(
@@ -240,7 +260,7 @@ def run_phases(config: LoopConfig | dict[str, Any], get_shard: ShardFn, report: 
             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
             log_every_n_steps=1, deterministic=False,
             callbacks=[EpochReporter(report, record, own.spec.model_dump() if own else cfg.spec_dict(), final,
-                                     is_rank0, train),
+                                     is_rank0, train, cfg.hparams, cfg.metric, cfg.mode),
                        *([EpochProgress(f"{cfg.trial_name} {phase.name}", cfg.progress_s,
                                         None if own else cfg.train_rows, phase.batch_size)]
                          if cfg.progress_s and is_rank0 else [])],

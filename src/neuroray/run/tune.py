@@ -102,6 +102,16 @@ class TrialContext:
     storage: tuple[Any, str] | None = None
 
 
+def trial_hparams(config: dict[str, Any]) -> dict[str, str | int | float | bool]:
+    """A trial's arm, seed, fold and search params as scalars (TensorBoard's HParams plugin)."""
+    out: dict[str, str | int | float | bool] = {"arm": str(config.get("arm")), "seed": int(config.get("seed", 0))}
+    if config.get("fold") is not None:
+        out["fold"] = int(config["fold"])
+    for k, v in (config.get("params") or {}).items():
+        out[f"param.{k}"] = v if isinstance(v, str | int | float | bool) else str(v)
+    return out
+
+
 def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any]) -> None:
     """The Tune function trainable: resolve this trial's experiment, then fit it on its engine."""
     exp = ctx.loaded.resolve(config["arm"], config["seed"], config.get("params"))
@@ -111,6 +121,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any
     cfg = loop_config(exp, ctx.shard_set, config["seed"], ctx.metric, ctx.mode, ctx.tensorboard_dir, name,
                       phase_dir=str(Path(ctx.run_dir) / "checkpoints" / name), fold=config.get("fold"),
                       progress_s=ctx.progress_s, phase_sets=ctx.phase_sets)
+    cfg = cfg.model_copy(update={"hparams": trial_hparams(config)})
     if choose_engine(exp) == "actor":
         session.configure_data_context()
 
@@ -276,7 +287,7 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
                               sampler=exp.search.sampler, objectives=loaded.objectives,
                               max_t=exp.phases[-1].epochs, journal=str(run_dir.resolve() / OPTUNA_JOURNAL))
     chains = phase_chains(loaded)
-    callbacks: list[Any] = [cb for cb in [wandb_callback(exp.name, run_dir, chains)] if cb is not None]
+    callbacks: list[Any] = [cb for cb in [wandb_callback(exp.name, run_dir, chains, (metric, mode))] if cb is not None]
     if exp.tracking.mlflow is not None:  # mlflow's import costs seconds: only runs that use it pay
         from neuroray.run.mlflow_tracking import mlflow_callback
 

@@ -62,7 +62,7 @@ class PhaseInput:
 
 def data_id(data: Data) -> str:
     """A data block's identity: its source roots (one for a plain set)."""
-    return " + ".join(str(Path(s.shards)) for s in data.sources)
+    return " + ".join(s.root for s in data.sources)
 
 
 def phase_sets(loaded: LoadedExperiment) -> dict[str, PhaseSet]:
@@ -90,7 +90,7 @@ def open_phase_sets(loaded: LoadedExperiment, sets: dict[str, PhaseSet], only_ex
     opened: dict[str, ShardSet] = {}
     for entry in sets.values():
         for i, source in enumerate(entry.data.sources):
-            root = str(Path(source.shards))
+            root = source.root
             if root in opened:
                 continue
             key = entry.source_key(i)
@@ -110,9 +110,9 @@ def check_mixes(loaded: LoadedExperiment, sets: dict[str, PhaseSet], opened: dic
     for entry in sets.values():
         if not entry.data.mix:
             continue
-        first = opened[str(Path(entry.data.mix[0].shards))]
+        first = opened[entry.data.mix[0].root]
         for i, source in enumerate(entry.data.mix[1:], start=1):
-            other = opened[str(Path(source.shards))]
+            other = opened[source.root]
             if (first.manifest["modality"], first.spec.sample_shape, getattr(first.spec, "sfreq", None)) != \
                     (other.manifest["modality"], other.spec.sample_shape, getattr(other.spec, "sfreq", None)):
                 raise ConfigError(f"{loaded.source}: {entry.source_key(i)}: {other.root} holds {_sizes(other.spec)}, "
@@ -122,7 +122,7 @@ def check_mixes(loaded: LoadedExperiment, sets: dict[str, PhaseSet], opened: dic
 
 def phase_inputs(sets: dict[str, PhaseSet], opened: dict[str, ShardSet]) -> dict[str, PhaseInput]:
     """``data_id`` → what Tune reads for that phase set."""
-    return {ident: PhaseInput(entry.key, [opened[str(Path(s.shards))] for s in entry.data.sources],
+    return {ident: PhaseInput(entry.key, [opened[s.root] for s in entry.data.sources],
                               [m.weight for m in entry.data.mix] if entry.data.mix else None, entry.data.cache)
             for ident, entry in sets.items()}
 
@@ -154,7 +154,7 @@ def check_chains(loaded: LoadedExperiment, default: ShardSet, opened: dict[str, 
         def spec_of(p: Phase) -> tuple[str, Spec]:
             if p.data is None or (p.data.mix is None and Path(p.data.shards) == root):
                 return str(root), default.spec
-            return data_id(p.data), opened[str(Path(p.data.sources[0].shards))].spec
+            return data_id(p.data), opened[p.data.sources[0].root].spec
 
         for phase in phases.values():
             if phase.from_ is None:
@@ -181,7 +181,7 @@ def existing_phase_sets(loaded: LoadedExperiment, sets: dict[str, PhaseSet], def
     """Open and check the phase sets already there (before Ray starts); once the experiment's set and every
     source exist, the mixtures' specs and the encoder chain are checked too."""
     opened = open_phase_sets(loaded, sets, only_existing=True, verify=verify)
-    if default is not None and all(str(Path(src.shards)) in opened for ps in sets.values() for src in ps.data.sources):
+    if default is not None and all(src.root in opened for ps in sets.values() for src in ps.data.sources):
         check_mixes(loaded, sets, opened)
         check_chains(loaded, default, opened)
     return opened
@@ -190,5 +190,5 @@ def existing_phase_sets(loaded: LoadedExperiment, sets: dict[str, PhaseSet], def
 def describe(sets: dict[str, PhaseSet], opened: dict[str, ShardSet]) -> str:
     """``; <arm: phase> read <set>`` per phase set, saying which are not prepared yet (``neuroray validate``)."""
     return "".join(f"; {', '.join(ps.readers)} read {ident}" + (
-        "" if all(str(Path(src.shards)) in opened for src in ps.data.sources) else " (not prepared yet)")
+        "" if all(src.root in opened for src in ps.data.sources) else " (not prepared yet)")
         for ident, ps in sets.items())

@@ -123,8 +123,8 @@ def ensure_phase_sets(loaded: LoadedExperiment, sets: dict[str, PhaseSet], opene
     out = dict(opened)
     for entry in sets.values():
         for i, source in enumerate(entry.data.sources):
-            if str(Path(source.shards)) not in out:
-                out[str(Path(source.shards))] = ensure_shards(loaded, address, own=source, key=entry.source_key(i))
+            if source.root not in out:
+                out[source.root] = ensure_shards(loaded, address, own=source, key=entry.source_key(i))
     check_mixes(loaded, sets, out)
     check_chains(loaded, default, out)
     return out
@@ -138,10 +138,10 @@ def _data_record(loaded: LoadedExperiment, default: ShardSet, sets: dict[str, Ph
                 "spec": shard_set.manifest["spec"]}
 
     def phase(ps: PhaseSet) -> dict[str, object]:
-        first = entry(opened[str(Path(ps.data.sources[0].shards))])
+        first = entry(opened[ps.data.sources[0].root])
         if not ps.data.mix:
             return {**first, "key": ps.key}
-        return {**first, "key": ps.key, "mix": [{**entry(opened[str(Path(m.shards))]), "weight": m.weight}
+        return {**first, "key": ps.key, "mix": [{**entry(opened[m.root]), "weight": m.weight}
                                                 for m in ps.data.mix]}
 
     return {"data": entry(default), "phases": {r: phase(ps) for ps in sets.values() for r in ps.readers}}

@@ -8,6 +8,7 @@ Ray's OptunaSearch cannot take grid parameters.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -83,6 +84,11 @@ class Source(Strict):
         None, discriminator="kind")
     verify: Literal["sha256", "size", "none"] = "sha256"
     cache: Literal["auto", "memory", "stream"] = "auto"
+
+    @property
+    def root(self) -> str:
+        """``shards`` normalized (``data/x/`` and ``data/x`` name one set): the key shard sets are matched by."""
+        return str(Path(self.shards))
 
 
 class MixSource(Source):

@@ -47,3 +47,19 @@ def test_an_address_nobody_answers_is_one_line_in_seconds(small_eeg: Path, tmp_p
     assert time.time() - started < 15
     expect_exit2(["run", str(tmp_path / "exp.yaml"), "--storage", str(tmp_path / "runs"), "--address", "nonsense"],
                  "not HOST:PORT")
+
+
+def test_on_a_joined_cluster_the_pending_demand_is_said_once(ray_session: None, small_eeg: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A joined cluster may still grow (the autoscaler adds nodes for pending demand): no refusal, one note that
+    names what is pending and where to watch it. Checked on the session's Ray, taken as a joined cluster."""
+    from neuroray.run.tune import check_resources
+    from neuroray.search_spaces.experiment import load
+
+    loaded = load(_write(tmp_path / "exp.yaml", small_eeg, {"gpus_per_worker": 1}))
+    check_resources(loaded, embedded=False)  # no error
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("note: resources: a trial needs GPU 1 (Ray has 0)"), out
+    assert "autoscaler" in out[0] and "ray status" in out[0]
+    check_resources(load(_write(tmp_path / "ok.yaml", small_eeg, {})), embedded=False)
+    assert capsys.readouterr().out == ""  # what the cluster has: nothing said

@@ -118,13 +118,16 @@ def ensure_shards(loaded: LoadedExperiment, address: str | None = None, own: Sou
 
 
 def ensure_phase_sets(loaded: LoadedExperiment, sets: dict[str, PhaseSet], opened: dict[str, ShardSet],
-                      default: ShardSet, address: str | None) -> dict[str, ShardSet]:
-    """Every phase's own shard set opened (prepared first where missing), then the encoder chain checked."""
+                      default: ShardSet, address: str | None, checked: bool = False) -> dict[str, ShardSet]:
+    """Every phase's own shard set opened (prepared first where missing), then the encoder chain checked
+    (``checked``: the experiment's set existed before Ray, so ``existing_phase_sets`` checked what was there)."""
     out = dict(opened)
     for entry in sets.values():
         for i, source in enumerate(entry.data.sources):
             if source.root not in out:
                 out[source.root] = ensure_shards(loaded, address, own=source, key=entry.source_key(i))
+    if checked and out.keys() == opened.keys():  # nothing prepared now: the chain was checked before Ray
+        return out
     check_mixes(loaded, sets, out)
     check_chains(loaded, default, out)
     return out
@@ -231,7 +234,7 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
     check_resources(loaded, conn.embedded)
     session.pin_data_actors_here()
     shard_set = existing or ensure_shards(loaded, address)  # a bad set fails before the run folder exists
-    opened = ensure_phase_sets(loaded, sets, opened, shard_set, address)
+    opened = ensure_phase_sets(loaded, sets, opened, shard_set, address, checked=existing is not None)
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / EXPERIMENT_FILE, lambda p: p.write_text(json.dumps(_identity(loaded), indent=2)))

@@ -72,6 +72,9 @@ def _experiment(tmp_path: Path, shards: Path, uri: str) -> Path:
     return path
 
 
+# ~90 s (the server's start, a 2-trial run, test scoring, export): slow-marked to keep the default run under
+# 20 minutes on 2 cores; `make test-all` runs it
+@pytest.mark.slow
 def test_one_mlflow_run_per_trial_with_tags_metrics_and_the_onnx_artifact(
         mlflow_server: str, ray_session: None, small_eeg: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

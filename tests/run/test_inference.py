@@ -40,7 +40,9 @@ def test_bench_model_prints_latency_percentiles_and_throughput(exported: tuple[P
                  "--json", str(figures)]) == 0
     out = capsys.readouterr().out
     assert "batch-1 latency: p50 " in out and " p95 " in out and "batch-64 throughput: " in out
+    assert "session: graph optimization ORT_ENABLE_ALL, ORT_SEQUENTIAL execution, intra-op threads 1" in out
     r = json.loads(figures.read_text())
+    assert r["session"]["providers"] == ["CPUExecutionProvider"] and r["session"]["load_ms"] > 0
     assert 0 < r["batch1_p50_ms"] <= r["batch1_p95_ms"] and r["runs"] == 40 and r["threads"] == 1
     assert r["input_shape"] == [64, 8, 128] and r["throughput_per_s"] > 0
 

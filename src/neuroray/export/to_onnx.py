@@ -25,9 +25,10 @@ import torch
 
 from neuroray.datasets.shards import ShardSet, open_shard_set
 from neuroray.errors import NeurorayError
-from neuroray.export.inference import CARD, OnnxModel, sample_windows
+from neuroray.export.inference import CARD, REWRITES_KEY, OnnxModel, sample_windows
 from neuroray.export.mlflow_artifacts import log_export
 from neuroray.export.model_card import build_card
+from neuroray.export.rewrites import for_inference
 from neuroray.export.scoring import Score, evaluate, relative_loss
 from neuroray.outputs import atomic_write
 from neuroray.reports.source import RunInfo
@@ -74,17 +75,27 @@ class ExportReport:
     mlflow: str | None = None  # what happened to the MLflow artifacts (runs with tracking.mlflow)
 
 
-def export_module(module: Task, out: Path) -> Path:
-    """Write ``out`` (single self-contained file, dynamic batch axis) atomically."""
-    module = module.eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
+def export_module(module: Task, out: Path, rewrite: bool = True) -> Path:
+    """Write ``out`` (single self-contained file, dynamic batch axis) atomically; with ``rewrite``, the exact
+    cheaper re-formulations of :mod:`neuroray.export.rewrites` are exported instead (named in the file's
+    metadata, key ``neuroray.rewrites``; ``OnnxModel.rewrites`` reads them back)."""
     example = module.example_input(2)
+    graph: torch.nn.Module = module
+    applied: list[str] = []
+    if rewrite:
+        graph, applied = for_inference(module)  # a copy: the caller's module stays the parity reference
+    graph = graph.eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=4096)
 
     def write(tmp: Path) -> None:
         with torch.no_grad():
-            torch.onnx.export(module, (example,), str(tmp), dynamo=True, input_names=["x"], output_names=["y"],
+            torch.onnx.export(graph, (example,), str(tmp), dynamo=True, input_names=["x"], output_names=["y"],
                               dynamic_shapes=({0: batch},), external_data=False, verbose=False)
+        if applied:
+            model = onnx.load(str(tmp))
+            onnx.helper.set_model_props(model, {REWRITES_KEY: ",".join(applied)})
+            onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp))
 
     atomic_write(out, write)
@@ -196,7 +207,8 @@ def export_model(checkpoint: str | Path, shard_set: ShardSet, out_dir: Path, pre
         if after is not None:
             validation[precision] = after.value
         card = build_card(module, shard_set, files, precision, {"max_abs_diff": diff, "windows": len(x),
-                          "tolerance": PARITY_TOL, "precision": "fp32"}, validation, quant, source, trial_metrics,
+                          "tolerance": PARITY_TOL, "precision": "fp32",
+                          "graph_rewrites": OnnxModel(fp32).rewrites}, validation, quant, source, trial_metrics,
                           out_shape)
         _publish(staging, out_dir, files, card)
     finally:

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # can pull a CUDA build. GPU users: install your own torch into .venv before `make`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test test-all bench lint clean-runs
+.PHONY: demo test test-all bench bench-gpu lint clean-runs
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Every GPU check in one script (< 8 min on one GPU); writes benchmarks/results/gpu_training.json.
+bench-gpu: $(STAMP)
+	$(BIN)/python -m benchmarks.gpu_training --device cuda
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

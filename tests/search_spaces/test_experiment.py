@@ -46,6 +46,8 @@ BAD = [  # one (edit, expected message) per line
     (lambda r: r["matrix"]["arm"].update(bad={"phases.fitt.epochs": 2}), "no phase named 'fitt'"),
     (lambda r: r["matrix"]["arm"].update(bad={"phases.fit.hparams.encoder": "rnn"}), "encoder: 'rnn' is not one of"),
     (lambda r: r["resources"].update(engine="spark"), "resources.engine: Input should be 'auto', 'actor' or 'torchtrainer'"),
+    (lambda r: r["resources"].update(precision="bf16"),
+     "resources.precision: Input should be '32-true', 'bf16-mixed' or '16-mixed'"),
 ]
 
 

@@ -61,6 +61,7 @@ class LoopConfig(BaseModel):
     tensorboard_dir: str | None = None
     trial_name: str = "trial"
     threads: float = 1.0  # resources.cpus_per_worker; torch gets at least one thread
+    precision: str = "32-true"  # resources.precision, Lightning's Trainer(precision=...)
     target_stats: dict[str, TargetStats] = {}
     phase_dir: str | None = None
     progress_s: float = 60.0  # a progress line this often inside an epoch (0 = none)

@@ -258,7 +258,7 @@ def run_phases(config: LoopConfig | dict[str, Any], get_shard: ShardFn, report: 
         trainer = L.Trainer(
             max_epochs=phase.epochs, logger=logger, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-            log_every_n_steps=1, deterministic=False,
+            log_every_n_steps=1, deterministic=False, precision=cfg.precision,  # type: ignore[arg-type]
             callbacks=[EpochReporter(report, record, own.spec.model_dump() if own else cfg.spec_dict(), final,
                                      is_rank0, train, cfg.hparams, cfg.metric, cfg.mode),
                        *([EpochProgress(f"{cfg.trial_name} {phase.name}", cfg.progress_s,

@@ -60,7 +60,7 @@ def loop_config(exp: Experiment, shard_set: ShardSet, seed: int, metric: str, mo
         phase_dir=phase_dir, phases=list(exp.phases),
         spec=SpecRef(modality=shard_set.manifest["modality"], spec=shard_set.manifest["spec"]),
         seed=seed, metric=metric, mode=mode, tensorboard_dir=tensorboard_dir, trial_name=trial_name,
-        threads=exp.resources.cpus_per_worker,
+        threads=exp.resources.cpus_per_worker, precision=exp.resources.precision,
         # train-split mean/std of numeric targets: regressors predict on a standardized scale
         target_stats=shard_set.manifest.get("target_stats", {}),
         progress_s=progress_s, train_rows=None if fold is not None else shard_set.rows("train"),

@@ -253,6 +253,9 @@ class Metric(Strict):
     mode: Literal["min", "max"]
 
 
+Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
+
+
 class Resources(Strict):
     """``resources``: workers, CPUs/GPUs per worker, engine, concurrency."""
 
@@ -265,6 +268,9 @@ class Resources(Strict):
     max_failures: int = Field(0, ge=0)
     # custom Ray resources the trial actor also requests, e.g. {trial_driver: 1} (on-demand nodes only)
     driver_resources: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    # Lightning's Trainer(precision=...): bf16-mixed autocasts matmuls/convs to bfloat16 (Ampere+ GPUs, and
+    # CPUs with AVX-512 BF16); weights, optimizer state and checkpoints stay float32.
+    precision: Precision = "32-true"
 
     @field_validator("driver_resources")
     @classmethod

@@ -164,30 +164,6 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_space(e: BaseException) -> bool:
-    import errno
-
-    return getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e)
-
-
-def _nearly_full(storage: str | Path) -> bool:
-    import shutil
-
-    from neuroray.run_folder.storage import is_uri
-
-    return not is_uri(storage) and shutil.disk_usage(storage).free < 1 << 20
-
-
-def _no_space_line(storage: str | Path) -> str:
-    import shutil
-
-    from neuroray.run_folder.storage import is_uri
-
-    free = "" if is_uri(storage) else f" ({shutil.disk_usage(storage).free / 1e6:.1f} MB free)"
-    return (f"--storage {storage}: no space left on device{free}; finished trials and their checkpoints are "
-            "kept. Free some space (or move the run folder to a larger disk) and rerun with --resume")
-
-
 def _remove_empty(folder: Path, top: Path | None) -> None:
     """Remove ``folder`` and its parents up to ``top`` (the first one this run made) while they are empty."""
     if top is None:
@@ -205,6 +181,7 @@ def _run(args: argparse.Namespace) -> int:
 
     loaded = load(args.experiment, smoke=args.smoke)  # validated before Ray starts
     from neuroray.run.runner import print_summary, run
+    from neuroray.run_folder.full_disk import is_no_space, nearly_full, no_space_line, quiet_full_disk
     from neuroray.run_folder.run_lock import RunLock
     from neuroray.run_folder.storage import check_writable, clear_previous_run, local_root
 
@@ -224,19 +201,20 @@ def _run(args: argparse.Namespace) -> int:
             clear_previous_run(storage, loaded.name,
                                replace=args.overwrite or (args.smoke and finished))
         try:
-            summary = run(loaded, storage=storage, address=args.address, verbose=0 if args.quiet else 1,
-                          resume=args.resume)
+            with quiet_full_disk():
+                summary = run(loaded, storage=storage, address=args.address, verbose=0 if args.quiet else 1,
+                              resume=args.resume)
         except Exception as e:  # a full disk surfaces as OSError, or as Tune failing to read what it cut short
-            if not (_no_space(e) or _nearly_full(storage)):
+            if not (is_no_space(e) or nearly_full(storage)):
                 raise
-            raise NeurorayError(_no_space_line(storage)) from None
+            raise NeurorayError(no_space_line(storage)) from None
     finally:
         lock.release()
         _remove_empty(run_dir, made)  # refused before anything was written: leave no folder behind
     print_summary(summary)
     if (summary.trials["status"] != "OK").any() and summary.trials["error"].astype(str).str.contains(
             "No space left on device").any():
-        raise NeurorayError(_no_space_line(storage))
+        raise NeurorayError(no_space_line(storage))
     if summary.unrecovered:
         print(f"error: --resume: {len(summary.unrecovered)} interrupted trial(s) could not be recovered "
               f"({', '.join(summary.unrecovered)}); their rows say why", file=sys.stderr)

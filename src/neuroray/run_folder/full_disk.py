@@ -39,6 +39,7 @@ def nearly_full(storage: str | Path) -> bool:
 
 
 def no_space_line(storage: str | Path) -> str:
+    """The CLI's one line for a full ``storage``: how much is free, what is kept, how to go on."""
     free = "" if is_uri(storage) else f" ({shutil.disk_usage(storage).free / 1e6:.1f} MB free)"
     return (f"--storage {storage}: no space left on device{free}; finished trials and their checkpoints are "
             "kept. Free some space (or move the run folder to a larger disk) and rerun with --resume")
@@ -50,6 +51,7 @@ class _NoSpaceFilter(logging.Filter):
         self.seen = False
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """False (drop) for a full-disk record, and for Tune's failed-trials summary once one was seen."""
         exc = record.exc_info[1] if record.exc_info else None
         message = record.getMessage()
         if is_no_space(exc) or any(t in message for t in NO_SPACE_TEXT):

@@ -66,3 +66,36 @@ def test_full_disk_is_one_line_and_the_run_resumes_after_space_is_freed(small_ee
     trials = pd.read_csv(run / "results.csv")
     assert len(trials) == 4 and (trials["status"] == "OK").all() and (trials["epochs"] == 6).all(), trials
     assert sentinel.read_text() == "beside the storage\n"
+
+
+def test_only_full_disk_records_are_kept_out_of_the_log(capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+    import logging
+
+    from neuroray.run_folder.full_disk import is_no_space, quiet_full_disk
+
+    class Wrapped(Exception):  # stands in for Ray's RayTaskError around a trial's OSError
+        pass
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as inner:
+            raise Wrapped("ray::ImplicitFunc.train()") from inner
+    except Wrapped as e:
+        wrapped = e
+    assert is_no_space(wrapped) and not is_no_space(ValueError("bad lr"))
+    log = logging.getLogger("ray.tune.execution.tune_controller")
+    handler = logging.StreamHandler(sys.stderr)
+    logging.getLogger("ray").addHandler(handler)
+    try:
+        with quiet_full_disk():
+            log.error("Trial task failed for trial t1", exc_info=(Wrapped, wrapped, wrapped.__traceback__))
+            logging.getLogger("ray.tune.tune").error("Trials did not complete: [t1]")
+            log.error("Trial task failed for trial t2: ValueError: bad lr")
+        logging.getLogger("ray.tune.tune").error("Trials did not complete: [t3]")  # after the block: shown
+    finally:
+        logging.getLogger("ray").removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "t1" not in err and "Traceback" not in err
+    assert "bad lr" in err and "Trials did not complete: [t3]" in err

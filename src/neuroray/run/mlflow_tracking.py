@@ -25,7 +25,7 @@ from neuroray.errors import ConfigError
 from neuroray.export.mlflow_artifacts import MLFLOW_FILE  # {uri, experiment, runs: {trial_id: run_id}}
 from neuroray.outputs import atomic_write
 from neuroray.reports.folder import METRIC_PREFIXES
-from neuroray.run.tracking import trial_label
+from neuroray.run.trial_names import trial_label
 from neuroray.search_spaces.experiment import LoadedExperiment
 from neuroray.search_spaces.schema import MLflowTracking
 

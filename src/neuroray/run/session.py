@@ -57,9 +57,11 @@ def configure_data_context() -> None:
 
 #: Modules the driver imports only after Ray is up, each measured with ``python -X importtime`` on a 20-trial
 #: run: Tune's usage tagging imports Ray's MLflow integration whatever the callbacks (0.72 s), Tune's
-#: TensorBoard logger tensorboardX (0.57 s), the report's Optuna parameter importance (0.54 s). While
-#: ``ray.init`` waits for its processes (~4 s of the driver's 5.7 s in it), a thread imports them.
-AFTER_INIT_IMPORTS = ("ray.air.integrations.mlflow", "tensorboardX", "optuna.importance", "ray.train.torch")
+#: TensorBoard logger tensorboardX (0.57 s), the report's Optuna parameter importance (0.54 s), the W&B
+#: callback's wandb (0.69 s; kept out of run.tune so trial processes do not import it). While ``ray.init``
+#: waits for its processes (~4 s of the driver's 5.7 s in it), a thread imports them.
+AFTER_INIT_IMPORTS = ("ray.air.integrations.mlflow", "tensorboardX", "optuna.importance", "ray.train.torch",
+                      "neuroray.run.tracking")
 
 
 def _prefetch(modules: tuple[str, ...] = AFTER_INIT_IMPORTS) -> threading.Thread:

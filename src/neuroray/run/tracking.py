@@ -20,6 +20,7 @@ from ray.air.integrations.wandb import WANDB_ENV_VAR, WandbLoggerCallback
 from ray.tune.utils import flatten_dict
 
 from neuroray.run.ray_compat import private
+from neuroray.run.trial_names import trial_label
 
 
 class WandbRuns:
@@ -146,12 +147,6 @@ class ArmTaggedWandb(WandbLoggerCallback):
         state = self.__dict__.copy()
         state["_runs_actor"], state["_started"] = None, {}
         return state
-
-
-def trial_label(config: dict[str, Any], trial_id: str) -> str:
-    """``<arm>-s<seed>[-f<fold>]-<trial id>``: a trial's name in logs and dashboards."""
-    fold = f"-f{config['fold']}" if config.get("fold") is not None else ""
-    return f"{config.get('arm', 'trial')}-s{config.get('seed', 0)}{fold}-{trial_id}"
 
 
 def wandb_callback(experiment: str, run_dir: Path, phase_chains: dict[str, list[str]] | None = None,

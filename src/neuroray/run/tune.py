@@ -29,8 +29,8 @@ from neuroray.run.loop_config import LoopConfig, PhaseData, SpecRef
 from neuroray.run.phase_data import PhaseInput, data_id
 from neuroray.run.searcher import OPTUNA_JOURNAL, MatrixSearcher
 from neuroray.run.state_backup import StateBackup
-from neuroray.run.tracking import trial_label, wandb_callback
 from neuroray.run.train import run_phases, torchtrainer_worker_loop
+from neuroray.run.trial_names import trial_label
 from neuroray.run_folder import storage as storage_mod
 from neuroray.search_spaces.experiment import LoadedExperiment
 from neuroray.search_spaces.schema import Experiment
@@ -287,6 +287,8 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
                               sampler=exp.search.sampler, objectives=loaded.objectives,
                               max_t=exp.phases[-1].epochs, journal=str(run_dir.resolve() / OPTUNA_JOURNAL))
     chains = phase_chains(loaded)
+    from neuroray.run.tracking import wandb_callback  # the driver's: trial processes never import wandb
+
     callbacks: list[Any] = [cb for cb in [wandb_callback(exp.name, run_dir, chains, (metric, mode))] if cb is not None]
     if exp.tracking.mlflow is not None:  # mlflow's import costs seconds: only runs that use it pay
         from neuroray.run.mlflow_tracking import mlflow_callback

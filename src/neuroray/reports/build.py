@@ -155,7 +155,10 @@ class _Parts:
         test = (f"the Nadeau–Bengio corrected resampled t-test (the {folds} subject folds share training subjects; "
                 f"variance × (1/n + {fmt(s.info.fold_ratio)}), n_val/n_train = {fmt(s.info.fold_ratio)}), the same "
                 "correction on every interval") if folds else "the paired t-test"
-        lines = [f"Monitored metric `{m}` ({s.mode}). Each {cell} cell contributes its best trial by `{m}` "
+        lines = [f"**Live:** {s.info.live}. Rebuilt as trials finish; only finished trials are counted, and the "
+                 "final report (with the held-out test scores, when the run computes them) replaces this one "
+                 "when the run ends."] if s.info.live else []
+        lines += [f"Monitored metric `{m}` ({s.mode}). Each {cell} cell contributes its best trial by `{m}` "
                  f"({len(self.cells)} cells, {len(s.trials)} trials, {failed} failed). Per arm and metric: mean ± std "
                  f"over {unit} and the 95 % t-interval of the mean (n = {unit}); Δ = mean over the units both arms "
                  f"have of (arm − baseline `{self.baseline}`) with its 95 % interval, p = {test} over those units "
@@ -183,7 +186,8 @@ class _Parts:
             also = f", {head} = {fmt(best.get(head))}" if head != m else ""
             fold = f", fold {int(best['fold'])}" if "fold" in best and pd.notna(best["fold"]) else ""
             lines.append(f"Best trial by `{m}`: `{best['trial_id']}` (arm {best['arm']}, seed {best['seed']}{fold}): "
-                         f"{m} = {fmt(best[m])}{also}; checkpoint `{best.get('checkpoint')}`.")
+                         f"{m} = {fmt(best[m])}{also}" + (f"; checkpoint `{best['checkpoint']}`." if
+                                                    isinstance(best.get("checkpoint"), str) else "."))
         return lines
 
     def warnings(self) -> list[str]:
@@ -246,4 +250,4 @@ class _Parts:
         for title, path, note in self.figs:
             body += [f"<h2>{title}</h2>", *([H.image(path, title)] if path else []), H.paragraph(note, note=True)]
         body += ["<h2>All trials</h2>", H.table(self.trials_table(), "trials")]
-        return H.page(f"{self.src.info.name}: ablation report", body)
+        return H.page(f"{self.src.info.name}: ablation report", body, refresh_s=self.src.info.refresh_s)

@@ -21,7 +21,7 @@ from neuroray.reports.selection import best_index
 from neuroray.reports.source import RunInfo, Source, markdown_table, resolve_baseline
 
 __all__ = ["RUN_INFO", "HISTORY", "HISTORY_KEYS", "METRIC_PREFIXES", "best_trial", "markdown_table",
-           "write_reports", "load_run", "load_history", "load_source", "rebuild"]
+           "write_reports", "write_run", "load_run", "load_history", "load_source", "rebuild"]
 
 RUN_INFO = "run.json"
 HISTORY = "history.parquet"
@@ -47,11 +47,16 @@ def write_reports(run_dir: Path, df: pd.DataFrame, name: str, metric: str, mode:
     """Persist the run (run.json, results.csv/.parquet, history.parquet), then write its report
     (report.csv/.md/.html + PNGs); returns the per-arm headline table (``test``: the trials carry held-out
     ``test/…`` scores, and the headline is on them)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    base = resolve_baseline(baseline, arms)
-    info = RunInfo(name=name, metric=metric, mode=mode, arms=arms, baseline=base, shards=shards,
-                   pruning=pruning, pruned_across_arms=pruned_across_arms, test=test,
+    info = RunInfo(name=name, metric=metric, mode=mode, arms=arms, baseline=resolve_baseline(baseline, arms),
+                   shards=shards, pruning=pruning, pruned_across_arms=pruned_across_arms, test=test,
                    folds=folds, fold_ratio=fold_ratio, epochs=epochs)
+    return write_run(run_dir, df, info, history, subjects)
+
+
+def write_run(run_dir: Path, df: pd.DataFrame, info: RunInfo, history: pd.DataFrame | None = None,
+              subjects: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``write_reports`` for a run whose run.json is made already (``info.baseline`` resolved)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / RUN_INFO, lambda p: p.write_text(info.model_dump_json(indent=2)))
     atomic_write(run_dir / "results.csv", lambda p: df.to_csv(p, index=False))
     atomic_write(run_dir / "results.parquet", lambda p: df.to_parquet(p, index=False))
@@ -62,7 +67,7 @@ def write_reports(run_dir: Path, df: pd.DataFrame, name: str, metric: str, mode:
     else:
         (run_dir / SUBJECTS).unlink(missing_ok=True)
     hist = history if history is not None else load_history(run_dir)
-    return report_build.build(Source(run_dir, info, df, hist, load_subjects(run_dir)), run_dir, base)
+    return report_build.build(Source(run_dir, info, df, hist, load_subjects(run_dir)), run_dir, info.baseline)
 
 
 def load_run(run_dir: Path) -> tuple[RunInfo, pd.DataFrame]:

@@ -1,4 +1,5 @@
-"""A self-contained report.html: inline CSS, figures as base64 PNG, no scripts, no external requests."""
+"""A self-contained report.html: inline CSS, figures as base64 PNG, no scripts, no external requests (a live
+report reloads itself with a ``<meta http-equiv="refresh">``)."""
 
 from __future__ import annotations
 
@@ -60,8 +61,10 @@ def paragraph(text: str, note: bool = False) -> str:
     return f'<p{" class=note" if note else ""}>{_inline(text)}</p>'
 
 
-def page(title: str, body: list[str]) -> str:
-    """A whole HTML document: ``title`` as heading, then the ``body`` fragments."""
+def page(title: str, body: list[str], refresh_s: int = 0) -> str:
+    """A whole HTML document: ``title`` as heading, then the ``body`` fragments; ``refresh_s`` > 0: the
+    browser reloads it that often (a live report; the final one has none, so reloading stops)."""
+    reload = f'<meta http-equiv="refresh" content="{refresh_s}">' if refresh_s > 0 else ""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>\n"
+            f"{reload}<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>\n"
             f"<h1>{html.escape(title)}</h1>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -40,6 +40,8 @@ class RunInfo(BaseModel):
     folds: int = 0  # matrix.folds (0: one fixed split; units are seeds)
     fold_ratio: float = 0.0  # the folds' mean n_val/n_train: the Nadeau–Bengio correction
     epochs: int = 0  # the final phase's epochs: a chosen trial that ended before them was stopped early
+    live: str = ""  # a report rebuilt while the run goes on: how far it is ("3 of 8 trials finished at …")
+    refresh_s: int = 0  # report.html reloads itself this often while the run is live (0: never)
 
 
 @dataclass

@@ -12,15 +12,16 @@ from ray import tune
 
 from neuroray.datasets.eeg.prepare import make_config
 from neuroray.datasets.eeg.synthetic_hbn import write_synthetic_hbn
-from neuroray.datasets.folds import FOLDS_FILE
+from neuroray.datasets.folds import FOLDS_FILE, FoldPlan
 from neuroray.datasets.shards import ShardSet, open_shard_set, refuse_unless_replaceable
 from neuroray.datasets.splits import SPLITS
 from neuroray.datasets.synthetic import write_synthetic_eeg
 from neuroray.errors import NeurorayError
 from neuroray.outputs import atomic_write
 from neuroray.reports import folder as report
-from neuroray.reports.source import held_out
+from neuroray.reports.source import RunInfo, held_out, resolve_baseline
 from neuroray.run import results, resume_repair, session, state_backup
+from neuroray.run.live_report import LiveReport
 from neuroray.run.phase_data import (
     PhaseSet,
     check_chains,
@@ -208,6 +209,19 @@ def _unfinished(grid: tune.ResultGrid, expected: int) -> int:
                                                 for s in states)
 
 
+def _run_info(loaded: LoadedExperiment, shard_set: ShardSet, plan: FoldPlan | None) -> RunInfo:
+    """run.json of this run (before test scoring): what the live and the final report read."""
+    sched = loaded.model.scheduler
+    pruning = "" if sched.type == "none" else f"{sched.type} within each {sched.scope}" if sched.scope != "global" \
+        else f"{sched.type} across all trials"
+    metric, mode = loaded.metric
+    return RunInfo(name=loaded.name, metric=metric, mode=mode, arms=loaded.arms,
+                   baseline=resolve_baseline(loaded.baseline, loaded.arms), shards=str(shard_set.root.resolve()),
+                   pruning=pruning, pruned_across_arms=sched.type != "none" and sched.scope == "global"
+                   and len(loaded.arms) > 1, folds=plan.k if plan else 0,
+                   fold_ratio=plan.test_train_ratio if plan else 0.0, epochs=loaded.model.phases[-1].epochs)
+
+
 def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: str | None = None,
         verbose: int = 1, resume: bool = False) -> RunSummary:
     """Run every trial of the experiment and write its results and report; ``storage`` (a folder or a URI)
@@ -251,8 +265,14 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
         raise NeurorayError(f"--resume: Tune's state in {tune_dir} is cut short (the storage filled up?) and no "
                             "backup of it is left; start the run anew with --overwrite")
     interrupted = resume_repair.repair_snapshot(tune_dir) if resume else []
+    info = _run_info(loaded, shard_set, plan)
+    total = len(loaded.cells()) * loaded.model.search.num_samples
+    every = loaded.model.report.live_every
+    live = LiveReport(run_dir, info, total, every) if every > 0 and not resume else None
+    if every > 0:
+        print(f"report (rebuilt as trials end, at most every {every:g} s): {run_dir / 'report.html'}", flush=True)
     grid = run_experiment(loaded, shard_set, storage, embedded=conn.embedded, verbose=verbose, resume=resume,
-                          storage_uri=remote, phase_data=phase_inputs(sets, opened))
+                          storage_uri=remote, phase_data=phase_inputs(sets, opened), live=live)
     # Ctrl-C / SIGTERM: Tune saved its state; the report waits for the full run
     if _unfinished(grid, len(loaded.cells()) * loaded.model.search.num_samples):
         raise KeyboardInterrupt
@@ -271,15 +291,8 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
 
             if log_test_scores(run_dir, trials):
                 print(f"mlflow: test scores logged to {mlflow_cfg.uri}", flush=True)
-    sched = loaded.model.scheduler
-    pruning = "" if sched.type == "none" else f"{sched.type} within each {sched.scope}" if sched.scope != "global" \
-        else f"{sched.type} across all trials"
-    arms = report.write_reports(run_dir, trials, loaded.name, metric, mode, loaded.arms,
-                                shards=str(shard_set.root.resolve()), history=history, baseline=loaded.baseline,
-                                pruning=pruning, pruned_across_arms=sched.type != "none" and sched.scope == "global"
-                                and len(loaded.arms) > 1, test=scored, folds=plan.k if plan else 0,
-                                fold_ratio=plan.test_train_ratio if plan else 0.0,
-                                epochs=loaded.model.phases[-1].epochs, subjects=subjects)
+    arms = report.write_run(run_dir, trials, info.model_copy(update={"test": scored}), history=history,
+                            subjects=subjects)
     remote_dir = storage_mod.upload_summary(run_dir, remote, loaded.name) if remote else None
     errored = set(trials.loc[trials["status"] != "OK", "trial_id"].astype(str))
     return RunSummary(loaded.name, shard_set, run_dir, metric, mode, trials, arms, time.time() - start, remote_dir,

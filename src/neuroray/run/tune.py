@@ -237,7 +237,8 @@ def max_concurrency(exp: Experiment, embedded: bool) -> int:
 def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
                    embedded: bool = True, verbose: int = 1, resume: bool = False,
                    storage_uri: str | None = None,
-                   phase_data: dict[str, PhaseInput] | None = None) -> tune.ResultGrid:
+                   phase_data: dict[str, PhaseInput] | None = None,
+                   live: tune.Callback | None = None) -> tune.ResultGrid:
     """Run every trial of the experiment under Tune; returns Tune's ResultGrid.
 
     ``resume``: continue the interrupted run in ``storage/<name>`` (Tune's experiment state, the searcher's
@@ -245,6 +246,7 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
     ``storage_uri`` (``s3://…``): where Tune keeps trial folders, checkpoints and experiment state instead of
     ``storage`` (which then holds the local summary, TensorBoard and W&B files; see ``run_folder/storage.py``).
     ``phase_data``: what each phase that reads its own shard set (or mixture) reads (run/phase_data.py).
+    ``live``: the live report's callback (a fresh run's; a resumed run gets back the one it was started with).
     """
     exp = loaded.model
     metric, mode = loaded.metric
@@ -296,6 +298,8 @@ def run_experiment(loaded: LoadedExperiment, shard_set: ShardSet, storage: Path,
         callbacks.append(mlflow_callback(loaded, run_dir, metric, mode, chains))
     experiment_dir = storage_mod.join(storage_uri, exp.name) if storage_uri else str(run_dir.resolve())
     callbacks.append(StateBackup(experiment_dir))  # a last good state, for --resume after a full disk
+    if live is not None:  # the live report (run/live_report.py); on --resume Tune restores it with its state
+        callbacks.append(live)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

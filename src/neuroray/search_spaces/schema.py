@@ -316,6 +316,13 @@ class Tracking(Strict):
     mlflow: MLflowTracking | None = None
 
 
+class Report(Strict):
+    """``report``: how the run folder's report is kept while the run is live."""
+
+    # rebuild report.md/csv/html as trials finish, at most every this many seconds (0: only at the end)
+    live_every: float = Field(30.0, ge=0)
+
+
 class Experiment(Strict):
     """A whole experiment file."""
 
@@ -334,6 +341,7 @@ class Experiment(Strict):
     smoke: Smoke = Field(default_factory=Smoke)
     storage: str | None = None
     tracking: Tracking = Field(default_factory=Tracking)
+    report: Report = Field(default_factory=Report)
 
     @field_validator("name")
     @classmethod

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from neuroray.cli import main
 from neuroray.datasets.shards import open_shard_set
+from neuroray.reports.source import CONFUSION
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = ["atlas/vae3d_conditional.yaml", "atlas/beta_vae_sweep.yaml", "lfp/genotype_vit.yaml",
@@ -50,3 +53,10 @@ def test_study_smoke(rel: str, ray_session: None, tmp_path: Path) -> None:
     assert (df["status"] == "OK").all()
     metric = raw["metric"]["name"]
     assert metric in df.columns
+    if rel.startswith("lfp/"):  # classifiers: every trial's test-split confusion matrix, each arm's in the report
+        for text in df[CONFUSION]:
+            counts = np.array(json.loads(text))
+            assert counts.shape == (2, 2) and counts.sum() == shards.rows("test"), counts
+        run_dir = tmp_path / "runs" / f"{raw['name']}-smoke"
+        page = (run_dir / "report.html").read_text()
+        assert (run_dir / "confusion.png").is_file() and "Confusion matrices (test split)" in page

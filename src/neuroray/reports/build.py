@@ -6,6 +6,7 @@ HTML/Markdown tables, so the three always agree.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from neuroray.reports import html as H
 from neuroray.reports import plots as report_plots
 from neuroray.reports.importance import param_importances
 from neuroray.reports.selection import best_index
-from neuroray.reports.source import NA, Source, fmt, markdown_table, resolve_baseline
+from neuroray.reports.source import CONFUSION, NA, Source, fmt, markdown_table, resolve_baseline
 from neuroray.reports.stats import arm_stats, best_per_cell, learning_curves, metric_columns, subject_stats
 
 
@@ -66,6 +67,19 @@ def per_target_table(stats: pd.DataFrame, arms: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _confusions(cells: pd.DataFrame, metric: str, mode: str, arms: list[str]) -> dict[str, tuple[str, list[list[int]]]]:
+    """Per arm, the test-split confusion matrix of its best cell pick by ``metric`` (classifier runs only)."""
+    if CONFUSION not in cells or metric not in cells:
+        return {}
+    out: dict[str, tuple[str, list[list[int]]]] = {}
+    for arm in arms:
+        picks = cells[(cells["arm"] == arm) & cells[CONFUSION].notna() & cells[metric].notna()]
+        if not picks.empty:
+            best = picks.loc[best_index(picks[metric], mode)]
+            out[arm] = (str(best["trial_id"]), json.loads(str(best[CONFUSION])))
+    return out
+
+
 def _figures(src: Source, cells: pd.DataFrame, stats: pd.DataFrame, baseline: str,
              out: Path) -> list[tuple[str, Path | None, str]]:
     """(title, PNG or None, note) per figure section."""
@@ -89,6 +103,14 @@ def _figures(src: Source, cells: pd.DataFrame, stats: pd.DataFrame, baseline: st
         png = report_plots.learning_curves_png(curves, src.metric, src.arms, curves_png)
         sections.append(("Learning curves", png, f"{src.metric} per epoch of each cell's chosen trial: mean over "
                          "units, band ± 1 std where ≥ 2 units reached that epoch (n = units in the legend)."))
+    matrices = _confusions(cells, src.metric, src.mode, src.arms)
+    conf_png = out / report_plots.CONFUSION_PNG
+    conf_png.unlink(missing_ok=True)  # a figure this report cannot make must not survive
+    if matrices:
+        sections.append(("Confusion matrices (test split)", report_plots.confusion_png(matrices, conf_png),
+                         "Per arm, the confusion matrix on the held-out test split of its best chosen trial by "
+                         f"`{src.metric}` (rows: true class, columns: predicted; right: each row divided by its "
+                         f"total). Every trial's matrix is in results.csv (`{CONFUSION}`, JSON counts)."))
     imp, note = param_importances(src.trials, src.metric, src.mode, journal=src.run_dir / "optuna.journal")
     if imp:
         note += ": " + ", ".join(f"{k} {fmt(v)}" for k, v in imp.items()) + "."
@@ -212,7 +234,7 @@ class _Parts:
 
     def trials_table(self) -> pd.DataFrame:
         """Every trial's row as report.csv shows it (cells formatted once with ``fmt``)."""
-        return _display(self.src.trials.drop(columns=["checkpoint", "error"], errors="ignore"))
+        return _display(self.src.trials.drop(columns=["checkpoint", "error", CONFUSION], errors="ignore"))
 
     def markdown(self) -> str:
         """report.md: the same sections and tables as the HTML page."""

@@ -16,6 +16,7 @@ from neuroray.outputs import atomic_write
 LEARNING_CURVES = "learning_curves.png"
 IMPORTANCE = "param_importance.png"
 UNITS = "units.png"
+CONFUSION_PNG = "confusion.png"
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -84,4 +85,30 @@ def units_png(cells: pd.DataFrame, stats: pd.DataFrame, metric: str, arms: list[
     ax.set_ylabel(metric)
     ax.set_title(f"{metric}: every unit (points), mean and 95 % interval")
     ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def confusion_png(matrices: dict[str, tuple[str, list[list[int]]]], path: Path) -> Path:
+    """Per arm (one row each: ``arm → (trial id, counts)``): the test-split confusion matrix as counts and
+    normalized by true class (each row sums to 1), rows true class, columns predicted."""
+    import numpy as np
+
+    fig, axes = plt.subplots(len(matrices), 2, figsize=(7.5, 3.2 * len(matrices)), squeeze=False)
+    for (arm, (trial, counts)), (left, right) in zip(matrices.items(), axes, strict=True):
+        c = np.asarray(counts, dtype=float)
+        norm = c / np.maximum(c.sum(axis=1, keepdims=True), 1.0)
+        for ax, values, title, text in ((left, c, "counts", "{:.0f}"), (right, norm, "normalized by true class",
+                                                                         "{:.2f}")):
+            top = values.max() if values.size and values.max() > 0 else 1.0
+            ax.imshow(values, cmap="Blues", vmin=0, vmax=top)
+            for (i, j), v in np.ndenumerate(values):
+                ax.text(j, i, text.format(v), ha="center", va="center", fontsize=9,
+                        color="white" if v > 0.6 * top else "black")
+            k = len(values)
+            ax.set_xticks(range(k))
+            ax.set_yticks(range(k))
+            ax.set_xlabel("predicted class")
+            ax.set_ylabel("true class")
+            ax.set_title(f"{arm} ({trial}): {title}", fontsize=9)
+    fig.tight_layout()
     return _save(fig, path)

@@ -18,9 +18,10 @@ from pydantic import BaseModel, ConfigDict
 from neuroray.errors import NeurorayError
 from neuroray.reports.selection import best_index
 
-__all__ = ["NA", "RunInfo", "Source", "held_out", "fmt", "markdown_table", "resolve_baseline", "best_arm"]
+__all__ = ["NA", "CONFUSION", "RunInfo", "Source", "held_out", "fmt", "markdown_table", "resolve_baseline", "best_arm"]
 
 NA = "—"
+CONFUSION = "test_confusion"  # results column: a classifier trial's test-split confusion matrix (JSON counts)
 
 
 class RunInfo(BaseModel):

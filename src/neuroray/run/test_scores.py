@@ -24,20 +24,22 @@ import ray
 from neuroray.datasets.folds import group_column
 from neuroray.datasets.shards import ShardSet
 from neuroray.errors import NeurorayError, first_line
+from neuroray.reports.source import CONFUSION
 from neuroray.reports.stats import best_per_cell
 from neuroray.run import ingest, session
 from neuroray.run.train import Batches
 from neuroray.run_folder.checkpoints import load_checkpoint
 from neuroray.run_folder.storage import fetch_checkpoint, is_uri
 from neuroray.search_spaces.experiment import LoadedExperiment
-from neuroray.trainables.evaluate import score_split
+from neuroray.trainables.evaluate import confusion, score_split
 
 __all__ = ["SUBJECTS_MIN", "TestScores", "add_test_scores"]
 
 SUBJECTS_MIN = 5  # test subjects from which each cell's pick is also scored per subject (MOABB's comparison)
 
 Job = tuple[int, str, int, bool]  # (row, checkpoint, batch size, also per subject)
-Scored = list[tuple[int, dict[str, float] | str, dict[str, dict[str, float]]]]  # (row, metrics or why not, per subject)
+# (row, metrics or why not, per subject, a classifier's confusion matrix on the whole test split)
+Scored = list[tuple[int, dict[str, float] | str, dict[str, dict[str, float]], list[list[int]] | None]]
 
 
 def _batches(ds: ray.data.Dataset, batch_size: int) -> Batches:
@@ -62,11 +64,12 @@ def _score_checkpoints(jobs: list[Job], test: ray.data.Dataset, subjects: dict[s
                 folder = fetch_checkpoint(ckpt, Path(cache)) if is_uri(ckpt) else Path(ckpt)
                 module = load_checkpoint(folder)
                 whole = score_split(module, _batches(test, batch_size))
+                matrix = confusion(module)  # before the per-subject passes replace it
                 each = {g: score_split(module, _batches(ds, batch_size)) for g, ds in subjects.items()} \
                     if per_subject else {}
-                out.append((row, whole, each))
+                out.append((row, whole, each, matrix))
             except Exception as e:  # one trial's missing or broken checkpoint must not lose every other score
-                out.append((row, first_line(e), {}))
+                out.append((row, first_line(e), {}, None))
     return out
 
 
@@ -140,18 +143,23 @@ def add_test_scores(trials: pd.DataFrame, loaded: LoadedExperiment, shard_set: S
         n = max(1, min(tasks, len(todo)))
         parts = ray.get([remote.remote(todo[k::n], test, subjects, int(r.cpus_per_worker)) for k in range(n)])
     scored: dict[int, dict[str, float]] = {}
+    matrices: dict[int, str] = {}
     per_subject: list[dict[str, object]] = []
     keys = [k for k in ("trial_id", "arm", "seed", "fold") if k in trials]
     for part in parts:
-        for row, result, by_subject in part:
+        for row, result, by_subject, matrix in part:
             if isinstance(result, str):
                 print(f"test: trial {trials.at[row, 'trial_id']} not scored: {result}", flush=True)
                 continue
             scored[row] = result
+            if matrix is not None:
+                matrices[row] = json.dumps(matrix)
             per_subject += [{**{k: trials.at[row, k] for k in keys}, "subject": g, **m} for g, m in by_subject.items()]
     out = trials.copy()
     for col in sorted({k for s in scored.values() for k in s}):
         out[col] = [scored.get(i, {}).get(col, np.nan) for i in out.index]
+    if matrices:  # JSON [[count, …], …]: rows true class, columns predicted (reports/plots.py draws it)
+        out[CONFUSION] = [matrices.get(i) for i in out.index]
     print(f"test: {len(scored)}/{len(todo)} trials scored in {time.time() - start:.0f} s", flush=True)
     return TestScores(out, pd.DataFrame(per_subject))
 

@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
-__all__ = ["score_split"]
+__all__ = ["score_split", "confusion"]
 
 
 def score_split(module: L.LightningModule, batches: Iterable[dict[str, torch.Tensor]], prefix: str = "test/",
@@ -24,3 +24,10 @@ def score_split(module: L.LightningModule, batches: Iterable[dict[str, torch.Ten
     logged = trainer.validate(module, dataloaders=batches, verbose=False)
     return {prefix + key.split("/", 1)[1]: float(value) for key, value in (logged[0] if logged else {}).items()
             if key.startswith("val/")}
+
+
+def confusion(module: L.LightningModule) -> list[list[int]] | None:
+    """The confusion matrix of the split ``score_split`` last scored (rows: true class, columns: predicted),
+    or None for a module that is not a classifier."""
+    matrix = getattr(getattr(module, "val_metrics", None), "last_confusion", None)
+    return [[int(v) for v in row] for row in matrix.tolist()] if isinstance(matrix, torch.Tensor) else None

@@ -48,14 +48,15 @@ def nrmse(preds: torch.Tensor, target: torch.Tensor) -> float:
 
 
 class ClassificationMetrics(torch.nn.Module):
-    """AUROC, accuracy and F1 from logits, shared by every classifier.
+    """AUROC, accuracy and F1 from logits, shared by every classifier, and the confusion matrix of the last
+    epoch (``last_confusion``; the held-out test split's is in results.csv).
 
     Two classes: the binary metrics score the positive class (e.g. knock-out), which is what a study
     reports; macro one-vs-rest F1 would average in the negative class. More classes: multiclass (macro).
     """
 
     def __init__(self, n_classes: int) -> None:
-        from torchmetrics import AUROC, Accuracy, F1Score
+        from torchmetrics import AUROC, Accuracy, ConfusionMatrix, F1Score
 
         super().__init__()
         self.binary = n_classes == 2
@@ -63,6 +64,9 @@ class ClassificationMetrics(torch.nn.Module):
         self.auroc: Metric = AUROC(**kw)  # type: ignore[arg-type]
         self.acc: Metric = Accuracy(**kw)  # type: ignore[arg-type]
         self.f1: Metric = F1Score(**kw)  # type: ignore[arg-type]
+        # not logged (K × K numbers per epoch): kept after each epoch for the held-out test split's matrix
+        self.confusion: Metric = ConfusionMatrix(**kw)  # type: ignore[arg-type]
+        self.last_confusion: torch.Tensor | None = None
 
     def _named(self) -> list[tuple[str, Metric]]:
         return [("auroc", self.auroc), ("acc", self.acc), ("f1", self.f1)]
@@ -72,6 +76,7 @@ class ClassificationMetrics(torch.nn.Module):
         scores = probs[:, 1] if self.binary else probs
         for _, metric in self._named():
             metric.update(scores, y)
+        self.confusion.update(scores, y)
 
     def compute_and_reset(self) -> dict[str, torch.Tensor]:
         """``{"auroc": ..., "acc": ..., "f1": ...}`` over the epoch; the states start over."""
@@ -79,4 +84,6 @@ class ClassificationMetrics(torch.nn.Module):
         for name, metric in self._named():
             out[name] = metric.compute()
             metric.reset()
+        self.last_confusion = self.confusion.compute().long()  # rows: true class, columns: predicted
+        self.confusion.reset()
         return out

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "neuroray"
-ROOMS = ("datasets", "trainables", "search_spaces", "run_folder", "run", "reports", "export", "cluster",
+ROOMS = ("datasets", "trainables", "search_spaces", "run_folder", "run", "reports", "export", "generate", "cluster",
          "challenges")
 RAY_ROOMS = ("run", "cluster")  # Ray Data/Train/Tune, and Ray jobs/autoscaler; cli.py imports them lazily
 MAX_LINES = 400

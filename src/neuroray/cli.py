@@ -1,4 +1,5 @@
-"""`neuroray {prepare,demo,run,report,export,bench-model,predict,list}`; ``main(argv)`` returns the exit code."""
+"""`neuroray {prepare,demo,run,report,export,generate,bench-model,predict,list}`; ``main(argv)`` returns the
+exit code."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, NoReturn
 
 from neuroray import __version__
 from neuroray.errors import NeurorayError
+from neuroray.generate import command as generate
 from neuroray.outputs import check_count, check_output
 
 EXIT_USAGE = 2
@@ -111,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     for kind, module in _prepare_commands().items():  # other modalities bring their own `command.py`
         add_arguments(module, kinds.add_parser(kind, help=module.HELP))
 
+    generate.add_arguments(sub.add_parser("generate", help=generate.HELP))
     ls = sub.add_parser("list", help="list registered things")
     ls.add_argument("what", choices=["trainables"])
     return p
@@ -342,7 +345,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _run, "prepare": _prepare, "demo": _demo, "report": _report, "export": _export, "list": _list,
-            "validate": _validate, "bench-model": _bench_model, "predict": _predict, "submit": _submit}
+            "validate": _validate, "bench-model": _bench_model, "predict": _predict, "submit": _submit,
+            "generate": generate.generate}
 
 
 def _interrupt_on_sigterm(signum: int, frame: Any) -> None:

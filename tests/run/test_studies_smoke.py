@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from neuroray.cli import main
-from neuroray.datasets.shards import open_shard_set
+from neuroray.datasets.shards import ShardSet, open_shard_set
 from neuroray.reports.source import CONFUSION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +48,8 @@ def test_study_smoke(rel: str, ray_session: None, tmp_path: Path) -> None:
         os.chdir(cwd)
     shards = open_shard_set(tmp_path / raw["smoke"]["overrides"]["data.shards"])
     assert shards.manifest["modality"] == {"atlas": "volume"}.get(rel.split("/")[0], "spectrogram")
-    df = pd.read_csv(tmp_path / "runs" / f"{raw['name']}-smoke" / "results.csv")
+    run_dir = tmp_path / "runs" / f"{raw['name']}-smoke"
+    df = pd.read_csv(run_dir / "results.csv")
     assert sorted(df["arm"]) == sorted(raw["matrix"].get("arm", {"default": {}}))
     assert (df["status"] == "OK").all()
     metric = raw["metric"]["name"]
@@ -57,6 +58,24 @@ def test_study_smoke(rel: str, ray_session: None, tmp_path: Path) -> None:
         for text in df[CONFUSION]:
             counts = np.array(json.loads(text))
             assert counts.shape == (2, 2) and counts.sum() == shards.rows("test"), counts
-        run_dir = tmp_path / "runs" / f"{raw['name']}-smoke"
         page = (run_dir / "report.html").read_text()
         assert (run_dir / "confusion.png").is_file() and "Confusion matrices (test split)" in page
+    if rel == "lfp/genotype_vit.yaml":  # the ViT arm's attention rollout, per class, on the test split
+        _check_attention(run_dir, shards, df)
+
+
+def _check_attention(run_dir: Path, shards: ShardSet, df: pd.DataFrame) -> None:
+    assert main(["generate", str(run_dir), "--attention"]) == 0
+    vit = df[df["arm"] == "vit"].iloc[0]  # `best` among the temporal_vit trials (the CNN arm has no attention)
+    out = run_dir / "generate" / vit["trial_id"] / "attention"
+    record = json.loads((out / "attention.json").read_text())
+    spec, patch = shards.manifest["spec"], record["patch"]
+    shape = (spec["n_trials"] // patch["trial"], -(-spec["n_frames"] // patch["time"]))  # (n_trials, n_time_tokens)
+    test_labels = shards.read_split("test", ["label"]).column("label").to_pylist()
+    for k in sorted(set(test_labels)):
+        m = np.load(out / f"attention_class{k}.npy")
+        assert m.shape == shape and abs(float(m.sum()) - 1.0) < 1e-4 and (m > 0).all(), (m.shape, m.sum())
+        assert record["counts"][str(k)] == test_labels.count(k)
+    assert (out / "attention.png").stat().st_size > 10_000
+    cnn = df[df["arm"] == "cnn"].iloc[0]["trial_id"]
+    assert main(["generate", str(run_dir), "--attention", "--trial", cnn]) == 2  # one line: it is not a ViT

@@ -139,3 +139,51 @@ def test_learns_planted_gamma_genotype_on_held_out_sessions() -> None:
 def test_learns_a_weaker_gamma_effect_from_more_sessions() -> None:
     auroc = _fit(n_sessions=40, per_session=30, epochs=15, effect=0.4)
     assert auroc > 0.85, auroc
+
+
+def _manual_rollout(module: base.Task, x: torch.Tensor) -> torch.Tensor:
+    """Rollout recomputed from each attention layer's input (captured by hooks), written out independently."""
+    from neuroray.trainables.models.vit import Attention
+
+    seen: list[torch.Tensor] = []
+    layers = [m for m in module.modules() if isinstance(m, Attention)]
+    hooks = [a.register_forward_pre_hook(lambda _m, args: seen.append(args[0])) for a in layers]
+    with torch.no_grad():
+        module.eval()(x)
+    for h in hooks:
+        h.remove()
+    b, n, d = seen[0].shape
+    joint = torch.eye(n).repeat(b, 1, 1)
+    for a, inp in zip(layers, seen, strict=True):
+        q, k, _ = a.qkv(inp).chunk(3, dim=-1)
+        heads = a.n_heads
+        q = q.reshape(b, n, heads, -1).transpose(1, 2)
+        k = k.reshape(b, n, heads, -1).transpose(1, 2)
+        attn = torch.softmax(q @ k.transpose(-1, -2) / (d // heads) ** 0.5, dim=-1).mean(dim=1)
+        aug = (attn + torch.eye(n)) / 2
+        joint = torch.bmm(aug / aug.sum(-1, keepdim=True), joint)
+    return joint[:, 0, 1:] / joint[:, 0, 1:].sum(-1, keepdim=True)
+
+
+def test_attention_rollout_matches_its_definition_and_leaves_the_model_as_it_was() -> None:
+    torch.manual_seed(0)
+    module = _build(depth=3).eval()
+    x = torch.randn(5, *TINY.shape)
+    with torch.no_grad():
+        before = module(x)
+    maps = module.attention_rollout(x)  # type: ignore[operator]
+    assert maps.shape == (5, 3, 2, 2)  # (trial, freq, time) tokens: 3 trials, 8/4 freqs, 8/4 frames
+    assert torch.allclose(maps.sum(dim=(1, 2, 3)), torch.ones(5), atol=1e-5)
+    assert torch.allclose(maps.flatten(1), _manual_rollout(module, x), atol=1e-5)
+    with torch.no_grad():
+        assert torch.equal(module(x), before)  # recording attention changed no output
+    assert all(not a.keep and a.kept is None for a in module.net.blocks.modules() if hasattr(a, "keep"))
+
+
+def test_attention_rollout_is_uniform_when_every_token_attends_alike() -> None:
+    module = _build().eval()
+    for block in module.net.blocks:  # q = k = 0: every attention row is uniform
+        torch.nn.init.zeros_(block.attn.qkv.weight)
+        torch.nn.init.zeros_(block.attn.qkv.bias)
+    maps = module.attention_rollout(torch.randn(2, *TINY.shape))  # type: ignore[operator]
+    assert torch.allclose(maps, torch.full_like(maps, 1 / 12), atol=1e-6)

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from neuroray.datasets.spec import SpectrogramSpec
 from neuroray.errors import ConfigError
 
-__all__ = ["ViTShape", "DropPath", "Attention", "Block", "token_grid", "TemporalViT"]
+__all__ = ["ViTShape", "DropPath", "Attention", "Block", "token_grid", "TemporalViT", "attention_rollout"]
 
 
 class ViTShape(Protocol):
@@ -58,12 +58,16 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.drop = nn.Dropout(dropout)
+        self.keep = False  # attention rollout: keep this pass's head-averaged attention in ``kept``
+        self.kept: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         attn = self.drop((q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1))
+        if self.keep:
+            self.kept = attn.mean(dim=1).detach()
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
 
 
@@ -120,7 +124,7 @@ class TemporalViT(nn.Module):
         if hp.n_classes < 2:
             raise ConfigError(f"hparams.n_classes: must be >= 2; got {hp.n_classes}")
         (gt, gf, gn), (pt, pf, pn) = token_grid(spec, hp)
-        self.pads = (pt, pf, pn)
+        self.grid, self.pads = (gt, gf, gn), (pt, pf, pn)
         self.standardize = hp.standardize_input
         d = hp.embed_dim
         patch = (hp.trial_patch, hp.freq_patch, hp.time_patch)
@@ -152,3 +156,28 @@ class TemporalViT(nn.Module):
         tokens = torch.cat([self.cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         tokens = self.norm(self.blocks(tokens))
         return self.head(tokens[:, 0])
+
+
+def attention_rollout(vit: TemporalViT, x: torch.Tensor) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020): how much each (trial, freq, time) token flows into the class
+    token through all blocks. Per block the heads' attention is averaged and the residual path added as
+    identity (0.5·A + 0.5·I, rows renormalized); the blocks' matrices are multiplied in order and the class
+    token's row is kept. Returns (B, trial tokens, freq tokens, time tokens), each sample's map summing to 1."""
+    attns: list[Attention] = [block.attn for block in vit.blocks if isinstance(block, Block)]
+    for a in attns:
+        a.keep = True
+    try:
+        with torch.no_grad():
+            vit.eval()(x)
+        kept = [a.kept for a in attns if a.kept is not None]
+    finally:
+        for a in attns:
+            a.keep, a.kept = False, None
+    b, n = x.shape[0], kept[0].shape[-1]
+    eye = torch.eye(n, dtype=kept[0].dtype)
+    rollout = eye.expand(b, n, n)
+    for attn in kept:
+        mixed = 0.5 * attn + 0.5 * eye
+        rollout = (mixed / mixed.sum(dim=-1, keepdim=True)) @ rollout
+    flow = rollout[:, 0, 1:]
+    return (flow / flow.sum(dim=-1, keepdim=True)).reshape(b, *vit.grid)

@@ -26,7 +26,7 @@ from neuroray.trainables.base import (
     TaskHparams,
     register,
 )
-from neuroray.trainables.models.vit import TemporalViT
+from neuroray.trainables.models.vit import TemporalViT, attention_rollout
 from neuroray.trainables.tasks.classifier import ClassifierSteps
 from neuroray.trainables.trial_subset import augment_sequences, subset_spec
 
@@ -105,6 +105,10 @@ class TemporalViTClassifier(ClassifierSteps):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x[:, : self.n_trials])
+
+    def attention_rollout(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, trial tokens, freq tokens, time tokens): each sequence's attention rollout to the class token."""
+        return attention_rollout(self.net, x[:, : self.n_trials].float())
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         y = batch[str(self.target)].long().reshape(-1)

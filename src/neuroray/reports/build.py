@@ -22,6 +22,14 @@ from neuroray.reports.source import CONFUSION, NA, Source, fmt, markdown_table, 
 from neuroray.reports.stats import arm_stats, best_per_cell, learning_curves, metric_columns, subject_stats
 
 
+def _link(path: Path, run_dir: Path) -> str:
+    """A figure's link in report.md: beside it by name, or its path inside the run folder."""
+    try:
+        return str(path.relative_to(run_dir)) if path.parent != run_dir else path.name
+    except ValueError:
+        return path.name
+
+
 def _display(df: pd.DataFrame) -> pd.DataFrame:
     """Display strings: the CSV's cell text, with ``NA`` where the CSV cell is empty."""
     return df.map(lambda v: fmt(v) or NA)
@@ -80,6 +88,25 @@ def _confusions(cells: pd.DataFrame, metric: str, mode: str, arms: list[str]) ->
     return out
 
 
+def _brain_maps(src: Source, cells: pd.DataFrame) -> list[tuple[str, Path | None, str]]:
+    """Per arm, the input-vs-reconstruction maps of its best pick, where `neuroray generate` drew them."""
+    out: list[tuple[str, Path | None, str]] = []
+    if src.metric not in cells:
+        return out
+    for arm in src.arms:
+        picks = cells[(cells["arm"] == arm) & cells[src.metric].notna()]
+        if picks.empty:
+            continue
+        best = picks.loc[best_index(picks[src.metric], src.mode)]
+        png = src.run_dir / "generate" / str(best["trial_id"]) / "reconstruct" / "reconstruct.png"
+        if png.is_file():
+            out.append((f"Brain maps: input vs reconstruction, arm {arm}", png,
+                        f"Test studies and their reconstructions by trial `{best['trial_id']}` (arm {arm}'s best "
+                        f"by `{src.metric}`), glass brains on one colour scale, voxel Pearson r and SSIM in each "
+                        f"title; the NIfTI maps are beside the PNG (`neuroray generate` draws more)."))
+    return out
+
+
 def _figures(src: Source, cells: pd.DataFrame, stats: pd.DataFrame, baseline: str,
              out: Path) -> list[tuple[str, Path | None, str]]:
     """(title, PNG or None, note) per figure section."""
@@ -111,6 +138,7 @@ def _figures(src: Source, cells: pd.DataFrame, stats: pd.DataFrame, baseline: st
                          "Per arm, the confusion matrix on the held-out test split of its best chosen trial by "
                          f"`{src.metric}` (rows: true class, columns: predicted; right: each row divided by its "
                          f"total). Every trial's matrix is in results.csv (`{CONFUSION}`, JSON counts)."))
+    sections += _brain_maps(src, cells)
     imp, note = param_importances(src.trials, src.metric, src.mode, journal=src.run_dir / "optuna.journal")
     if imp:
         note += ": " + ", ".join(f"{k} {fmt(v)}" for k, v in imp.items()) + "."
@@ -251,7 +279,8 @@ class _Parts:
         if self.eeg_lines:
             md += ["## EEG2025 score (0.3·C1 + 0.7·C2)", "", "\n\n".join(self.eeg_lines), ""]
         for title, path, note in self.figs:
-            md += [f"## {title}", "", *([f"![{title}]({path.name})", ""] if path else []), f"_{note}_", ""]
+            md += [f"## {title}", "", *([f"![{title}]({_link(path, s.run_dir)})", ""] if path else []),
+                   f"_{note}_", ""]
         md += ["## All trials", "", markdown_table(self.trials_table()), ""]
         return "\n".join(md)
 

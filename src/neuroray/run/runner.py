@@ -209,6 +209,20 @@ def _unfinished(grid: tune.ResultGrid, expected: int) -> int:
                                                 for s in states)
 
 
+def _brain_maps(run_dir: Path, trials: pd.DataFrame, metric: str, mode: str) -> bool:
+    """Input vs reconstruction of each arm's pick (a vae3d run), for its report; a failure is one line."""
+    from neuroray.generate.atlas import report_maps
+
+    try:
+        drawn = report_maps(run_dir, trials, metric, mode)
+    except (NeurorayError, OSError) as e:
+        print(f"brain maps: not drawn ({e})", flush=True)
+        return False
+    if drawn:
+        print(f"brain maps: input vs reconstruction of {', '.join(drawn)} in {run_dir / 'generate'}", flush=True)
+    return bool(drawn)
+
+
 def _run_info(loaded: LoadedExperiment, shard_set: ShardSet, plan: FoldPlan | None) -> RunInfo:
     """run.json of this run (before test scoring): what the live and the final report read."""
     sched = loaded.model.scheduler
@@ -291,8 +305,10 @@ def run(loaded: LoadedExperiment, storage: str | Path | None = None, address: st
 
             if log_test_scores(run_dir, trials):
                 print(f"mlflow: test scores logged to {mlflow_cfg.uri}", flush=True)
-    arms = report.write_run(run_dir, trials, info.model_copy(update={"test": scored}), history=history,
-                            subjects=subjects)
+    final = info.model_copy(update={"test": scored})
+    arms = report.write_run(run_dir, trials, final, history=history, subjects=subjects)
+    if shard_set.spec.modality == "volume" and _brain_maps(run_dir, trials, metric, mode):  # the report shows them
+        arms = report.write_run(run_dir, trials, final, history=history, subjects=subjects)
     remote_dir = storage_mod.upload_summary(run_dir, remote, loaded.name) if remote else None
     errored = set(trials.loc[trials["status"] != "OK", "trial_id"].astype(str))
     return RunSummary(loaded.name, shard_set, run_dir, metric, mode, trials, arms, time.time() - start, remote_dir,

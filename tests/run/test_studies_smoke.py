@@ -60,6 +60,10 @@ def test_study_smoke(rel: str, ray_session: None, tmp_path: Path) -> None:
             assert counts.shape == (2, 2) and counts.sum() == shards.rows("test"), counts
         page = (run_dir / "report.html").read_text()
         assert (run_dir / "confusion.png").is_file() and "Confusion matrices (test split)" in page
+    if rel.startswith("atlas/"):  # each arm's pick: input vs reconstruction maps, embedded in the report
+        page = (run_dir / "report.html").read_text()
+        assert all(f"Brain maps: input vs reconstruction, arm {arm}" in page for arm in set(df["arm"])), page[:2000]
+        assert len(list((run_dir / "generate").glob("*/reconstruct/*_recon.nii.gz"))) == 2 * df["arm"].nunique()
     if rel == "lfp/genotype_vit.yaml":  # the ViT arm's attention rollout, per class, on the test split
         _check_attention(run_dir, shards, df)
 

@@ -13,17 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from neuroray.datasets.shards import open_shard_set, tensor_column_to_numpy
+from neuroray.datasets.shards import tensor_column_to_numpy
 from neuroray.errors import NeurorayError
-from neuroray.export.to_onnx import checkpoint_of, select_trial
+from neuroray.generate.trial_model import load_trial
 from neuroray.outputs import atomic_write
-from neuroray.reports.folder import best_trial, load_run
-from neuroray.reports.source import RunInfo
-from neuroray.run_folder.checkpoints import CKPT_META, load_checkpoint
-from neuroray.run_folder.storage import is_uri
 
 __all__ = ["AttentionMaps", "attention_maps"]
 
@@ -82,36 +77,12 @@ def _png(maps: dict[int, np.ndarray], counts: dict[int, int], patch: tuple[int, 
         plt.close(fig)
 
 
-def _is_vit(checkpoint: object) -> bool:
-    meta = Path(str(checkpoint)) / CKPT_META
-    return isinstance(checkpoint, str) and not is_uri(checkpoint) and meta.is_file() and \
-        json.loads(meta.read_text()).get("trainable") == "temporal_vit"
-
-
-def _choose(run_dir: Path, trial: str) -> tuple[RunInfo, pd.Series]:
-    """``best``: the best temporal_vit trial by the run's metric (a run may compare it with a CNN arm)."""
-    if trial != "best":
-        return select_trial(run_dir, trial)
-    info, trials = load_run(run_dir)
-    vit = trials[[_is_vit(c) for c in trials["checkpoint"]]]
-    row = best_trial(vit, info.metric, info.mode) if not vit.empty else None
-    return (info, row) if row is not None else select_trial(run_dir, trial)  # its error or trainable says why
-
-
 def attention_maps(run_dir: Path, trial: str = "best", out: Path | None = None,
                    batch_size: int = 64) -> AttentionMaps:
     """The chosen trial's per-class mean attention rollout over the test split, written to ``out`` (default
     ``RUN_DIR/generate/<trial>/attention``); ``best`` is the best temporal_vit trial."""
-    info, row = _choose(run_dir, trial)
-    trial_id = str(row["trial_id"])
-    module = load_checkpoint(checkpoint_of(row, run_dir))
-    if not hasattr(module, "attention_rollout"):
-        raise NeurorayError(f"--attention: trial {trial_id} is a {module.name} model; attention rollout needs a "
-                            "temporal_vit trial (its tokens are (trial, frequency, time) tubelets)")
-    if not info.shards or not Path(info.shards).is_dir():
-        raise NeurorayError(f"{run_dir}/run.json: its shard set {info.shards!r} is not there; the test split "
-                            "is read from it")
-    shards = open_shard_set(info.shards)
+    t = load_trial(run_dir, trial, "temporal_vit", "--attention (rollout over (trial, frequency, time) tokens)")
+    info, row, module, shards, trial_id = t.info, t.row, t.module, t.shards, t.trial_id
     target = str(module.target)
     if shards.rows("test") == 0:
         raise NeurorayError(f"{info.shards}: the test split has no rows; attention maps are made on it")
@@ -137,7 +108,7 @@ def attention_maps(run_dir: Path, trial: str = "best", out: Path | None = None,
     _png(maps, counts, patch, f"{info.name}: attention rollout of trial {trial_id} (arm {row.get('arm')}), "
          f"test split", png)
     files.append(png)
-    record = {"trial_id": trial_id, "arm": row.get("arm"), "checkpoint": str(checkpoint_of(row, run_dir)),
+    record = {"trial_id": trial_id, "arm": row.get("arm"), "checkpoint": str(row.get("checkpoint")),
               "shards": info.shards, "split": "test", "target": target, "counts": counts,
               "shape": list(next(iter(maps.values())).shape), "axes": ["trial token", "time token"],
               "patch": {"trial": patch[0], "freq": int(hp.freq_patch), "time": patch[1]},

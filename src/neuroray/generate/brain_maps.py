@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from neuroray.datasets.shards import ShardSet, open_shard_set, tensor_column_to_numpy
+from neuroray.datasets.shards import ShardSet, tensor_column_to_numpy
 from neuroray.errors import NeurorayError
-from neuroray.export.to_onnx import checkpoint_of, select_trial
+from neuroray.generate.trial_model import load_trial
 from neuroray.outputs import atomic_write
-from neuroray.reports.folder import best_trial, load_run
 from neuroray.reports.source import RunInfo
-from neuroray.run_folder.checkpoints import CKPT_META, load_checkpoint
-from neuroray.run_folder.storage import is_uri
 from neuroray.trainables.losses import pearson_per_sample, ssim3d
 
 __all__ = ["VolumeModel", "Map", "load_volume_model", "reconstruct", "traverse", "condition", "parse_condition",
@@ -70,33 +66,14 @@ class VolumeModel:
         return list(self.module.cond_names)
 
 
-def _is_vae(checkpoint: object) -> bool:
-    meta = Path(str(checkpoint)) / CKPT_META
-    return isinstance(checkpoint, str) and not is_uri(checkpoint) and meta.is_file() and \
-        json.loads(meta.read_text()).get("trainable") == "vae3d"
-
-
 def load_volume_model(run_dir: Path, trial: str = "best") -> VolumeModel:
     """The run's ``trial`` (``best``: the best vae3d trial by the run's metric), its module and shard set."""
-    info, row = select_trial(run_dir, trial)
-    if trial == "best":
-        _, trials = load_run(run_dir)
-        vae = trials[[_is_vae(c) for c in trials["checkpoint"]]]
-        pick = best_trial(vae, info.metric, info.mode) if not vae.empty else None
-        row = pick if pick is not None else row
-    module = load_checkpoint(checkpoint_of(row, run_dir))
-    if module.name != "vae3d":
-        raise NeurorayError(f"generate: trial {row['trial_id']} is a {module.name} model; brain maps "
-                            "(--reconstruct/--traverse/--condition) need a vae3d trial")
-    if not info.shards or not Path(info.shards).is_dir():
-        raise NeurorayError(f"{run_dir}/run.json: its shard set {info.shards!r} is not there; studies and "
-                            "the MNI grid are read from it")
-    shards = open_shard_set(info.shards)
-    grid = shards.manifest.get("grid") or {}
+    t = load_trial(run_dir, trial, "vae3d", "brain maps (--reconstruct/--traverse/--condition)")
+    grid = t.shards.manifest.get("grid") or {}
     if "affine" not in grid:
-        raise NeurorayError(f"{info.shards}: its manifest records no MNI grid (grid.affine); prepare it with "
+        raise NeurorayError(f"{t.info.shards}: its manifest records no MNI grid (grid.affine); prepare it with "
                             "`neuroray prepare volumes`")
-    return VolumeModel(info, row, module, shards, np.asarray(grid["affine"], dtype=np.float64))
+    return VolumeModel(t.info, t.row, t.module, t.shards, np.asarray(grid["affine"], dtype=np.float64))
 
 
 def write_nifti(volume: np.ndarray, affine: np.ndarray, path: Path) -> Path:

@@ -21,7 +21,7 @@ def test_report_lists_ended_trials_while_the_run_goes_on(ray_session: None, smal
     exp = tmp_path / "live.yaml"
     exp.write_text(yaml.safe_dump({
         "name": "live", "data": {"shards": str(small_eeg)},
-        "phases": [{"name": "fit", "trainable": "eeg_regressor", "target": "y", "epochs": 3, "batch_size": 16,
+        "phases": [{"name": "fit", "trainable": "eeg_regressor", "target": "y", "epochs": 2, "batch_size": 16,
                     "hparams": {"lr": 5e-3}}],
         "matrix": {"arm": {"a": {}, "b": {"phases.fit.hparams.n_filters": 4}}, "seed": [0, 1]},
         "resources": {"max_concurrent_trials": 1},  # trials end one after another

@@ -28,11 +28,12 @@ def test_every_experiment_file_has_a_smoke_test() -> None:
     assert shipped == sorted([*STUDIES, *EEG2025, "demo.yaml"])  # demo.yaml: tests/run/test_demo_smoke.py
 
 
-# The conditional-VAE atlas smoke takes ~65 s; beta_vae_sweep.yaml keeps the 3-D VAE in the default run.
 # kept out of the default run for time (`make test-all` runs them): the atlas studies (the 3-D VAE learns planted
-# blobs in tests/trainables/test_vae3d.py), rf/localization (localization_hpo trains the same trainable on the
-# same prepare)
-SLOW_STUDIES = {"atlas/vae3d_conditional.yaml", "atlas/beta_vae_sweep.yaml", "rf/localization.yaml"}
+# blobs in tests/trainables/test_vae3d.py; its brain maps are drawn in test_brain_maps.py), rf/localization
+# (localization_hpo trains the same trainable on the same prepare), lfp/ntrials_matrix (genotype_vit runs the same
+# two trainables on the same prepare, and test_trial_subset the n_trials option)
+SLOW_STUDIES = {"atlas/vae3d_conditional.yaml", "atlas/beta_vae_sweep.yaml", "rf/localization.yaml",
+                "lfp/ntrials_matrix.yaml"}
 
 
 @pytest.mark.parametrize("rel", [pytest.param(r, marks=pytest.mark.slow) if r in SLOW_STUDIES else r

@@ -187,3 +187,17 @@ def test_attention_rollout_is_uniform_when_every_token_attends_alike() -> None:
         torch.nn.init.zeros_(block.attn.qkv.bias)
     maps = module.attention_rollout(torch.randn(2, *TINY.shape))  # type: ignore[operator]
     assert torch.allclose(maps, torch.full_like(maps, 1 / 12), atol=1e-6)
+
+
+@pytest.mark.parametrize("trainable, hparams", [("temporal_vit", TINY_HP), ("spectrogram_cnn", {"width": 4})])
+def test_n_trials_reads_only_the_first_trials(trainable: str, hparams: dict[str, object]) -> None:
+    """``hparams.n_trials`` (lfp/ntrials_matrix's arms): the model sees the first n trials of each sequence."""
+    torch.manual_seed(0)
+    module = base.build(trainable, TINY, {**hparams, "n_trials": 2}).eval()
+    x = torch.randn(3, *TINY.shape)
+    changed = x.clone()
+    changed[:, 2] += 5.0  # the third trial, beyond n_trials
+    with torch.no_grad():
+        assert torch.equal(module(x), module(changed))
+        changed[:, 1] += 5.0  # a trial it reads
+        assert not torch.allclose(module(x), module(changed))

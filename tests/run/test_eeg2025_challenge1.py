@@ -153,6 +153,10 @@ def test_challenge1_hpo_smoke_samples_a_conditional_space(workdir: Path) -> None
     assert df["param.lr"].between(3e-4, 5e-3).all()
 
 
+# ~2 min (the largest default test; passed in the default run of 7da04b9): slow-marked to keep the default run
+# under 20 minutes on 2 cores, `make test-all` runs it; challenge-2 targets stay in the default run through
+# tests/datasets/eeg/test_prepare.py (externalizing from participants.tsv, nulls kept)
+@pytest.mark.slow
 def test_challenge2_hpo_smoke_regresses_externalizing(workdir: Path) -> None:
     assert main(["run", str(EXPERIMENTS / "challenge2_hpo.yaml"), "--smoke", "--quiet",
                  "--storage", str(workdir / "runs")]) == 0

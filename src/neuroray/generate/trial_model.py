@@ -46,12 +46,12 @@ def load_trial(run_dir: Path, trial: str, trainable: str, what: str) -> TrialMod
     """``trial`` of ``run_dir`` (``best``: the best ``trainable`` trial by the run's metric, since a run may
     compare it with other trainables); one error line when it is of another trainable (``what`` needs it)
     or its shard set is gone."""
-    info, row = select_trial(run_dir, trial)
-    if trial == "best":
-        _, trials = load_run(run_dir)
+    pick = None
+    if trial == "best":  # one read of the run folder; select_trial below only when no such trial is found
+        info, trials = load_run(run_dir)
         same = trials[[_trainable(c) == trainable for c in trials["checkpoint"]]]
         pick = best_trial(same, info.metric, info.mode) if not same.empty else None
-        row = pick if pick is not None else row
+    info, row = (info, pick) if pick is not None else select_trial(run_dir, trial)
     module = load_checkpoint(checkpoint_of(row, run_dir))
     if module.name != trainable:
         raise NeurorayError(f"generate: trial {row['trial_id']} is a {module.name} model; {what} needs a "

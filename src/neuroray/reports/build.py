@@ -75,29 +75,30 @@ def per_target_table(stats: pd.DataFrame, arms: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _arm_picks(cells: pd.DataFrame, metric: str, mode: str, arms: list[str],
+               needs: str | None = None) -> dict[str, pd.Series]:
+    """Per arm, its best cell pick by ``metric`` (among the picks that have a ``needs`` value, if named)."""
+    if metric not in cells or (needs is not None and needs not in cells):
+        return {}
+    out: dict[str, pd.Series] = {}
+    for arm in arms:
+        picks = cells[(cells["arm"] == arm) & cells[metric].notna()]
+        picks = picks[picks[needs].notna()] if needs is not None else picks
+        if not picks.empty:
+            out[arm] = picks.loc[best_index(picks[metric], mode)]
+    return out
+
+
 def _confusions(cells: pd.DataFrame, metric: str, mode: str, arms: list[str]) -> dict[str, tuple[str, list[list[int]]]]:
     """Per arm, the test-split confusion matrix of its best cell pick by ``metric`` (classifier runs only)."""
-    if CONFUSION not in cells or metric not in cells:
-        return {}
-    out: dict[str, tuple[str, list[list[int]]]] = {}
-    for arm in arms:
-        picks = cells[(cells["arm"] == arm) & cells[CONFUSION].notna() & cells[metric].notna()]
-        if not picks.empty:
-            best = picks.loc[best_index(picks[metric], mode)]
-            out[arm] = (str(best["trial_id"]), json.loads(str(best[CONFUSION])))
-    return out
+    return {arm: (str(best["trial_id"]), json.loads(str(best[CONFUSION])))
+            for arm, best in _arm_picks(cells, metric, mode, arms, needs=CONFUSION).items()}
 
 
 def _brain_maps(src: Source, cells: pd.DataFrame) -> list[tuple[str, Path | None, str]]:
     """Per arm, the input-vs-reconstruction maps of its best pick, where `neuroray generate` drew them."""
     out: list[tuple[str, Path | None, str]] = []
-    if src.metric not in cells:
-        return out
-    for arm in src.arms:
-        picks = cells[(cells["arm"] == arm) & cells[src.metric].notna()]
-        if picks.empty:
-            continue
-        best = picks.loc[best_index(picks[src.metric], src.mode)]
+    for arm, best in _arm_picks(cells, src.metric, src.mode, src.arms).items():
         png = src.run_dir / "generate" / str(best["trial_id"]) / "reconstruct" / "reconstruct.png"
         if png.is_file():
             out.append((f"Brain maps: input vs reconstruction, arm {arm}", png,

@@ -32,6 +32,11 @@ __all__ = ["LiveReport"]
 _KEPT = ("training_iteration", "phase", "phase_epoch", TRAIN_ROWS)
 
 
+def _cell(trial: Any) -> dict[str, Any]:
+    """What a trial row needs of the trial's config: its cell and search params."""
+    return {k: trial.config.get(k) for k in ("arm", "seed", "fold", "params")}
+
+
 class LiveReport(tune.Callback):
     """Rebuilds ``run_dir``'s report from the ended trials (``total``: trials the run will have)."""
 
@@ -50,7 +55,7 @@ class LiveReport(tune.Callback):
         """Keep the epoch's metrics (only what the report reads)."""
         kept = {k: v for k, v in result.items() if k in _KEPT or str(k).startswith(METRIC_PREFIXES)}
         self.epochs.setdefault(trial.trial_id, []).append(kept)
-        self.configs[trial.trial_id] = {k: trial.config.get(k) for k in ("arm", "seed", "fold", "params")}
+        self.configs[trial.trial_id] = _cell(trial)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._ended(trial, failed=False)
@@ -78,7 +83,7 @@ class LiveReport(tune.Callback):
 
     def _ended(self, trial: Any, failed: bool) -> None:
         self.ended[trial.trial_id] = failed
-        self.configs.setdefault(trial.trial_id, {k: trial.config.get(k) for k in ("arm", "seed", "fold", "params")})
+        self.configs.setdefault(trial.trial_id, _cell(trial))
         self.due = True
         if time.time() - self.built_at >= self.every:
             self.rebuild()

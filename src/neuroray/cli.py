@@ -161,9 +161,19 @@ def _prepare(args: argparse.Namespace) -> int:
     cfg = make_config(**opts.config_kwargs())  # type: ignore[arg-type]
     from neuroray.run.prepare import prepare_eeg, print_result
 
-    result = prepare_eeg(str(opts.bids), args.out, cfg, resume=args.resume, overwrite=args.overwrite,
-                         strict=args.strict, address=args.address, progress=not args.quiet, subjects=opts.subjects)
-    print_result(result, args.out)
+    def build(out: str | Path, resume: bool, overwrite: bool) -> None:
+        result = prepare_eeg(str(opts.bids), out, cfg, resume=resume, overwrite=overwrite, strict=args.strict,
+                             address=args.address, progress=not args.quiet, subjects=opts.subjects)
+        print_result(result, out)
+
+    from neuroray.datasets.locations import is_uri
+
+    if is_uri(args.out):  # prepared in a staging folder kept per URI (its finished recordings too), then uploaded
+        from neuroray.datasets.remote_shards import prepare_to_uri
+
+        return prepare_to_uri(args.out, lambda local: build(local, resume=args.resume, overwrite=not args.resume),
+                              overwrite=args.overwrite, resume=args.resume)
+    build(args.out, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 

@@ -82,4 +82,4 @@ def test_relative_root_becomes_absolute(tmp_path: Path, monkeypatch: pytest.Monk
     _write(tmp_path / "set")
     monkeypatch.chdir(tmp_path)
     s = open_shard_set("set")
-    assert s.root.is_absolute() and all(Path(f).is_absolute() for f in s.files("train"))
+    assert Path(s.root).is_absolute() and all(Path(f).is_absolute() for f in s.files("train"))

@@ -274,9 +274,9 @@ def test_spectrogram_set_prepared_by_other_args(ray_session: None, tmp_path: Pat
     recorded = json.loads((shards / PREPARED_BY).read_text())
     assert recorded["command"] == "neuroray prepare spectrograms"
     assert recorded["options"]["n_trials"] == 2 and recorded["options"]["synthetic_lfp"] is True
-    assert ensure_shards(load(first)).root == shards  # the same data.prepare: reused as it is
+    assert ensure_shards(load(first)).root == str(shards)  # the same data.prepare: reused as it is
     (shards / PREPARED_BY).write_text(json.dumps(  # as a set prepared before typed keys recorded it
         {"command": "neuroray prepare spectrograms", "args": ["--synthetic-lfp", "--n-trials", "2"]}))
-    assert ensure_shards(load(first)).root == shards
+    assert ensure_shards(load(first)).root == str(shards)
     _run_on(shards, tmp_path, expect_exit2, f"data.shards: {shards} was prepared differently from data.prepare: "
             "n_trials 2 (data.prepare: 4)", edit=prepare(4))

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from neuroray.errors import ShardSetError
 
-__all__ = ["Manifest", "parse_manifest"]
+__all__ = ["MANIFEST", "Manifest", "parse_manifest"]
+
+MANIFEST = "manifest.json"  # written last: a folder or prefix without it holds no finished shard set
 
 
 class Manifest(BaseModel):

@@ -22,16 +22,24 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from neuroray import __version__
-from neuroray.datasets.manifest import Manifest, parse_manifest
+from neuroray.datasets.locations import STORE_ERRORS, is_uri, normalize, open_uri, public
+from neuroray.datasets.manifest import MANIFEST, Manifest, parse_manifest
+from neuroray.datasets.remote_shards import (
+    read_remote_text,
+    remote_listing,
+    sha256_stream,
+    store_error,
+    unfinished_message,
+)
 from neuroray.datasets.spec import Spec, spec_from_dict
 from neuroray.datasets.splits import SPLITS
 from neuroray.errors import ShardSetError, first_line
 
 SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -41,6 +49,14 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _local_size(path: str) -> int | None:
+    return os.stat(path).st_size if os.path.isfile(path) else None
+
+
+def _digest(fs: pafs.FileSystem | None, path: str) -> str:
+    return sha256_file(Path(path)) if fs is None else sha256_stream(fs, path)
 
 
 def not_replaceable(out: Path) -> str | None:
@@ -59,12 +75,30 @@ def not_replaceable(out: Path) -> str | None:
     return f"is a folder that holds no shard set (no {MANIFEST})"
 
 
-def refuse_unless_replaceable(out: Path, what: str = "--out") -> None:
-    """One error line (nothing touched) when ``out`` exists and is not a shard set or an empty folder."""
+def refuse_unless_replaceable(out: str | Path, what: str = "--out") -> None:
+    """One error line (nothing touched) when ``out`` exists and is not a shard set or an empty folder; a URI
+    (data.prepare never writes one) must already hold a finished set."""
+    if is_uri(out):
+        if not shards_exist(str(out)):
+            raise ShardSetError(f"{what}: {public(out)} holds no finished shard set, and data.prepare writes local "
+                                f"folders only; prepare it first with `neuroray prepare <kind> … --out {public(out)}`")
+        return
+    out = Path(out)
     reason = not_replaceable(out)
     if reason:
         raise ShardSetError(f"{what}: {out} {reason}; neuroray replaces only shard sets. Move it away or "
                             "choose another path")
+
+
+def shards_exist(location: str | Path) -> bool:
+    """Whether ``location`` (a folder or a URI) holds a finished shard set: its manifest is there."""
+    if not is_uri(location):
+        return (Path(normalize(location)) / MANIFEST).is_file()
+    fs, base = open_uri(str(location), "shard set")
+    try:
+        return bool(fs.get_file_info(f"{base}/{MANIFEST}").type == pafs.FileType.File)
+    except STORE_ERRORS as e:
+        raise store_error(public(location), f"looking for {MANIFEST}", e) from None
 
 
 def tensor_array(x: np.ndarray) -> pa.ExtensionArray:
@@ -187,30 +221,50 @@ def _json_default(o: Any) -> Any:
 
 @dataclass(frozen=True)
 class ShardSet:
-    """A verified shard set on disk."""
+    """A verified shard set: ``root`` as printed and recorded (an absolute folder, or a URI without
+    credentials); ``fs`` + ``base`` where its files are read (``fs`` None: the local filesystem)."""
 
-    root: Path
+    root: str
     manifest: Manifest
+    fs: pafs.FileSystem | None = None
+    base: str = ""
 
     @property
     def spec(self) -> Spec:
         """The sample spec the manifest records."""
         return spec_from_dict(self.manifest.modality, self.manifest.spec)
 
+    @property
+    def remote(self) -> bool:
+        """Whether the set is on an object store (``s3://…``) rather than a local folder."""
+        return self.fs is not None
+
     def files(self, split: str) -> list[str]:
-        """Absolute paths of one split's Parquet files."""
-        return [str(self.root / rel) for rel in self.manifest.files if rel.startswith(f"{split}/")]
+        """One split's Parquet files: absolute paths, or paths on ``fs`` for a remote set."""
+        base = self.base or self.root
+        return [f"{base}/{rel}" for rel in self.manifest.files if rel.startswith(f"{split}/")]
 
     def rows(self, split: str) -> int:
         """Rows in one split, as the manifest records."""
         return int(self.manifest.rows.get(split, 0))
+
+    def read_text(self, name: str) -> str | None:
+        """A small file beside the manifest (``prepared_by.json``), None when there is none."""
+        if self.fs is None:
+            path = Path(self.root) / name
+            return path.read_text() if path.is_file() else None
+        return read_remote_text(self.fs, f"{self.base}/{name}", self.root)
 
     def read_split(self, split: str, columns: Sequence[str] | None = None) -> pa.Table:
         """Whole split as one Arrow table (plain single-process path: tests, baselines, export)."""
         files = self.files(split)
         if not files:
             raise ShardSetError(f"{self.root}: split {split!r} has no files")
-        return pa.concat_tables([pq.read_table(f, columns=list(columns) if columns else None) for f in files])
+        cols = list(columns) if columns else None
+        try:
+            return pa.concat_tables([pq.read_table(f, columns=cols, filesystem=self.fs) for f in files])
+        except STORE_ERRORS as e:
+            raise store_error(self.root, f"reading split {split!r}", e) from None
 
 
 def tensor_column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -220,11 +274,11 @@ def tensor_column_to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(col.to_numpy_ndarray(), dtype=np.float32)
 
 
-def _check_parquet(path: Path, sample_shape: tuple[int, ...]) -> int:
+def _check_parquet(fs: pafs.FileSystem | None, path: str, sample_shape: tuple[int, ...]) -> int:
     """The footer must parse and its x must be float32 samples of the manifest's shape: a corrupt or foreign
     shard fails here with its name, not deep inside a Ray Data read or a model. Returns the footer's rows."""
     try:
-        meta = pq.read_metadata(path)
+        meta = pq.read_metadata(path, filesystem=fs)
         schema = meta.schema.to_arrow_schema()
         x_type = schema.field("x").type if "x" in schema.names else None
     except (pa.ArrowException, OSError) as e:
@@ -241,20 +295,40 @@ def _check_parquet(path: Path, sample_shape: tuple[int, ...]) -> int:
     return int(meta.num_rows)
 
 
-def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: str = "sha256") -> ShardSet:
-    """Open and verify a shard set; refuses a missing manifest, changed files or a different spec.
-
-    The root is made absolute: Ray tasks that read the files run in other working directories.
-    """
-    root = Path(root).resolve()
-    mpath = root / MANIFEST
-    if not mpath.is_file():
-        raise ShardSetError(f"{root}: no {MANIFEST}; not a shard set (or an interrupted write). "
-                            "Prepare it with `neuroray prepare` or point data.shards at a finished one")
+def _load_manifest(location: str) -> tuple[str, pafs.FileSystem | None, str, Any, dict[str, int] | None]:
+    """(root as shown, fs, base, the parsed JSON, sizes of every file for a remote set) of ``location``."""
+    if not is_uri(location):
+        root = str(Path(normalize(location)).resolve())
+        mpath = Path(root) / MANIFEST
+        if not mpath.is_file():
+            raise ShardSetError(f"{root}: no {MANIFEST}; not a shard set (or an interrupted write). "
+                                "Prepare it with `neuroray prepare` or point data.shards at a finished one")
+        text = mpath.read_text()
+        fs, base, listing = None, root, None
+    else:
+        root = public(normalize(location))
+        fs, base = open_uri(location, "shard set")
+        listing = remote_listing(fs, base, root)
+        if MANIFEST not in listing:
+            raise ShardSetError(unfinished_message(root) if listing else
+                                f"{root}: no {MANIFEST}; not a shard set. Prepare it with `neuroray prepare … "
+                                "--out` that URI or point data.shards at a finished one")
+        text = read_remote_text(fs, f"{base}/{MANIFEST}", root) or ""
     try:
-        manifest = json.loads(mpath.read_text())
+        return root, fs, base, json.loads(text), listing
     except json.JSONDecodeError as e:
-        raise ShardSetError(f"{mpath}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise ShardSetError(f"{root}/{MANIFEST}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: str | None = None) -> ShardSet:
+    """Open and verify a shard set (a folder or a URI); refuses a missing manifest, changed files or a different
+    spec. ``verify`` defaults to ``sha256`` for a folder and ``size`` (+ Parquet footers) for a URI.
+
+    A folder is made absolute: Ray tasks that read the files run in other working directories.
+    """
+    shown, fs, base, manifest, listing = _load_manifest(str(root))
+    mpath = f"{shown}/{MANIFEST}"
+    verify = verify or ("sha256" if fs is None else "size")
     if not isinstance(manifest, dict):
         raise ShardSetError(f"{mpath}: a JSON {type(manifest).__name__}, not an object; re-run `neuroray prepare`")
     if manifest.get("schema_version") != SCHEMA_VERSION:
@@ -266,7 +340,7 @@ def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: st
     if missing:
         raise ShardSetError(f"{mpath}: lacks {', '.join(missing)}; not a manifest neuroray wrote. Re-run "
                             "`neuroray prepare` for this shard set")
-    manifest = parse_manifest(manifest, str(mpath))
+    manifest = parse_manifest(manifest, mpath)
     try:
         sample_shape = spec_from_dict(manifest["modality"], manifest["spec"]).sample_shape
     except (KeyError, TypeError, ValueError) as e:
@@ -275,27 +349,32 @@ def open_shard_set(root: str | Path, expect_spec: Spec | None = None, verify: st
     sizes = manifest.sizes
     footer_rows: dict[str, int] = {}
     for rel, digest in manifest.files.items():
-        path = root / rel
-        if not path.is_file():
-            raise ShardSetError(f"{path}: listed in {MANIFEST} but missing")
+        path = f"{base}/{rel}"
+        shown_path = f"{shown}/{rel}"
+        size = listing.get(rel) if listing is not None else _local_size(path)
+        if size is None:
+            raise ShardSetError(f"{shown_path}: listed in {MANIFEST} but missing")
         if verify == "none":
             continue
-        if rel in sizes and path.stat().st_size != sizes[rel]:
-            raise ShardSetError(f"{path}: {path.stat().st_size} bytes, {MANIFEST} says {sizes[rel]}; the file "
+        if rel in sizes and size != sizes[rel]:
+            raise ShardSetError(f"{shown_path}: {size} bytes, {MANIFEST} says {sizes[rel]}; the file "
                                 "changed or was cut short. Re-run `neuroray prepare` for this shard set")
-        if verify == "sha256" and sha256_file(path) != digest:
-            raise ShardSetError(f"{path}: checksum differs from {MANIFEST}; the file changed or is corrupt. "
-                                "Re-run `neuroray prepare` for this shard set")
+        try:
+            if verify == "sha256" and _digest(fs, path) != digest:
+                raise ShardSetError(f"{shown_path}: checksum differs from {MANIFEST}; the file changed or is "
+                                    "corrupt. Re-run `neuroray prepare` for this shard set")
+        except STORE_ERRORS as e:
+            raise store_error(shown, f"reading {rel}", e) from None
         split = rel.split("/", 1)[0]
-        footer_rows[split] = footer_rows.get(split, 0) + _check_parquet(path, sample_shape)
+        footer_rows[split] = footer_rows.get(split, 0) + _check_parquet(fs, path, sample_shape)
     if verify != "none":  # a metric computed on fewer rows than the manifest promises would look fine
         for split, rows in manifest.rows.items():
             if int(rows) != footer_rows.get(split, 0):
-                raise ShardSetError(f"{root}: split {split!r} holds {footer_rows.get(split, 0)} rows in its Parquet "
-                                    f"files, {MANIFEST} says {rows}; a shard was replaced or cut. Re-run "
+                raise ShardSetError(f"{shown}: split {split!r} holds {footer_rows.get(split, 0)} rows in its "
+                                    f"Parquet files, {MANIFEST} says {rows}; a shard was replaced or cut. Re-run "
                                     "`neuroray prepare` for this shard set")
-    shard_set = ShardSet(root=root, manifest=manifest)
+    shard_set = ShardSet(root=shown, manifest=manifest, fs=fs, base=base)
     if expect_spec is not None and shard_set.spec != expect_spec:
-        raise ShardSetError(f"{root}: spec {shard_set.spec.to_dict()} differs from the experiment's "
+        raise ShardSetError(f"{shown}: spec {shard_set.spec.to_dict()} differs from the experiment's "
                             f"{expect_spec.to_dict()}")
     return shard_set

@@ -119,7 +119,7 @@ def iter_split(shard_set: ShardSet, split: str, columns: Sequence[str] | None = 
     """(x as float32 numpy, the record batch) ``batch_size`` rows at a time, file by file."""
     for path in shard_set.files(split):
         cols = None if columns is None else ["x", *[c for c in columns if c != "x"]]
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=cols):
+        for batch in pq.ParquetFile(path, filesystem=shard_set.fs).iter_batches(batch_size=batch_size, columns=cols):
             yield tensor_column_to_numpy(batch.column("x")), batch
 
 

@@ -203,7 +203,7 @@ def evaluate(module: Task, run: RunFn, shard_set: ShardSet, split: str = "val", 
                             f"scorer {module.scorer!r}; known: {', '.join(sorted(SCORERS))})")
     scorer = SCORERS[module.scorer](module)
     files = shard_set.files(split)
-    schema_names = set(pq.read_schema(files[0]).names) if files else set()
+    schema_names = set(pq.read_schema(files[0], filesystem=shard_set.fs).names) if files else set()
     missing = [] if scorer.optional else [c for c in scorer.columns if c not in schema_names]
     if missing:
         raise NeurorayError(f"{shard_set.root}: split {split!r} has no column(s) {missing} needed for "

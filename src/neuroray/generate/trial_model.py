@@ -9,13 +9,13 @@ from typing import Any
 
 import pandas as pd
 
+from neuroray.datasets.locations import is_uri
 from neuroray.datasets.shards import ShardSet, open_shard_set
 from neuroray.errors import NeurorayError
 from neuroray.export.to_onnx import checkpoint_of, select_trial
 from neuroray.reports.folder import best_trial, load_run
 from neuroray.reports.source import RunInfo
 from neuroray.run_folder.checkpoints import CKPT_META, load_checkpoint
-from neuroray.run_folder.storage import is_uri
 
 __all__ = ["TrialModel", "load_trial"]
 
@@ -56,6 +56,6 @@ def load_trial(run_dir: Path, trial: str, trainable: str, what: str) -> TrialMod
     if module.name != trainable:
         raise NeurorayError(f"generate: trial {row['trial_id']} is a {module.name} model; {what} needs a "
                             f"{trainable} trial (--trial ID)")
-    if not info.shards or not Path(info.shards).is_dir():
+    if not info.shards or not (is_uri(info.shards) or Path(info.shards).is_dir()):
         raise NeurorayError(f"{run_dir}/run.json: its shard set {info.shards!r} is not there; {what} reads it")
     return TrialModel(info, row, module, open_shard_set(info.shards))

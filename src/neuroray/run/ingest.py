@@ -93,7 +93,8 @@ def load_datasets(shard_set: ShardSet, splits: Sequence[str] = ("train", "val"),
         # >= 200 blocks, ~1 row each for volumes, and every batch then gathers many tiny objects
         # (several times slower; benchmarks/RESULTS.md, "Ingest").
         with parquet_reader_v1():
-            ds = ray.data.read_parquet(files, override_num_blocks=len(files)).select_columns(columns)
+            ds = ray.data.read_parquet(files, filesystem=shard_set.fs,
+                                       override_num_blocks=len(files)).select_columns(columns)
         materialize, why = cache_choice(shard_set, split, cache)
         if say:
             where = "in memory" if materialize else "streamed"
@@ -117,7 +118,8 @@ def fold_datasets(shard_set: ShardSet, plan: FoldPlan, cache: str = "auto",
     columns = tensor_columns(shard_set)
     files = shard_set.files("train") + shard_set.files("val")
     with parquet_reader_v1():
-        base = ray.data.read_parquet(files, override_num_blocks=len(files)).select_columns([*columns, plan.by])
+        base = ray.data.read_parquet(files, filesystem=shard_set.fs,
+                                     override_num_blocks=len(files)).select_columns([*columns, plan.by])
     fits = [cache_choice(shard_set, s, cache) for s in ("train", "val")]
     materialize = all(m for m, _ in fits)
     if say:

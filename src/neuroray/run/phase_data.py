@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from neuroray.datasets.shards import ShardSet, open_shard_set
+from neuroray.datasets.locations import is_uri
+from neuroray.datasets.shards import ShardSet, open_shard_set, shards_exist
 from neuroray.datasets.spec import Spec
 from neuroray.errors import ConfigError
 from neuroray.run.loop_config import PHASE_SET_PREFIX
@@ -94,12 +95,12 @@ def open_phase_sets(loaded: LoadedExperiment, sets: dict[str, PhaseSet], only_ex
             if root in opened:
                 continue
             key = entry.source_key(i)
-            if not (Path(root) / "manifest.json").is_file():
-                if only_existing:
+            if not shards_exist(root):
+                if only_existing and not is_uri(root):
                     continue
                 raise ConfigError(f"{key}.shards: {root} has no shard set and that data block has no prepare; "
                                   "run `neuroray prepare ...` first or add prepare")
-            shard_set = open_shard_set(Path(root), verify=verify or source.verify)
+            shard_set = open_shard_set(root, verify=verify or source.verify)
             check_shard_set(loaded, shard_set, data=source, key=key)
             opened[root] = shard_set
     return opened

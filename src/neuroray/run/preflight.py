@@ -12,7 +12,7 @@ from typing import Any
 from neuroray.datasets.eeg.prepare import make_config
 from neuroray.datasets.folds import FoldPlan, plan_folds
 from neuroray.datasets.options import from_argv
-from neuroray.datasets.shards import ShardSet, open_shard_set, refuse_unless_replaceable
+from neuroray.datasets.shards import ShardSet, open_shard_set, refuse_unless_replaceable, shards_exist
 from neuroray.errors import ConfigError, ShardSetError
 from neuroray.search_spaces.buildable import Reads, check_buildable
 from neuroray.search_spaces.experiment import LoadedExperiment
@@ -27,12 +27,12 @@ def check_prepare_target(loaded: LoadedExperiment) -> None:
     or a shard set; a folder of the user's files (or a file) there is never replaced by a freshly prepared set."""
     data = loaded.model.data
     if data.prepare is not None:
-        refuse_unless_replaceable(Path(data.shards), what="data.shards")
+        refuse_unless_replaceable(data.shards, what="data.shards")
     for phase in loaded.model.phases:
         for i, source in enumerate(phase.data.sources if phase.data is not None else []):
             if source.prepare is not None:
                 key = f"phases.{phase.name}.data" + (f".mix[{i}]" if phase.data and phase.data.mix else "")
-                refuse_unless_replaceable(Path(source.shards), what=f"{key}.shards")
+                refuse_unless_replaceable(source.shards, what=f"{key}.shards")
 
 
 PREPARED_BY = "prepared_by.json"  # beside the manifest of a set made from data.prepare {kind: volumes|spectrograms}
@@ -65,10 +65,10 @@ def _check_prepared_as_asked(prep: SyntheticEEG | PrepareEEG | PrepareCommand, s
         have = json.loads(json.dumps(manifest.get("prepare") or {}))
         want = json.loads(json.dumps(make_config(**prep.config_kwargs()).to_dict()))  # type: ignore[arg-type]
     else:
-        recorded = shard_set.root / PREPARED_BY
-        if not recorded.is_file():  # made by hand with `neuroray prepare …`: nothing to compare with
+        recorded = shard_set.read_text(PREPARED_BY)
+        if recorded is None:  # made by hand with `neuroray prepare …`: nothing to compare with
             return
-        have = dict(_recorded(prep, json.loads(recorded.read_text())).get("options") or {})  # type: ignore[call-overload]
+        have = dict(_recorded(prep, json.loads(recorded)).get("options") or {})  # type: ignore[call-overload]
         want = dict(prepared_by(prep)["options"])  # type: ignore[call-overload]
     diff = [f"{k} {have.get(k)!r} (data.prepare: {v!r})" for k, v in want.items() if have.get(k) != v]
     if diff:
@@ -192,8 +192,8 @@ def existing_shards(loaded: LoadedExperiment, verify: str | None = None) -> Shar
     """The experiment's shard set when it already exists, opened, verified (``verify``, default the file's
     data.verify) and checked (before Ray starts)."""
     data = loaded.model.data
-    if not (Path(data.shards) / "manifest.json").is_file():
+    if not shards_exist(data.shards):
         return None
-    shard_set = open_shard_set(Path(data.shards), verify=verify or data.verify)
+    shard_set = open_shard_set(data.shards, verify=verify or data.verify)
     check_shard_set(loaded, shard_set)
     return shard_set

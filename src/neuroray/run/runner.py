@@ -13,7 +13,8 @@ from ray import tune
 from neuroray.datasets.eeg.prepare import make_config
 from neuroray.datasets.eeg.synthetic_hbn import write_synthetic_hbn
 from neuroray.datasets.folds import FOLDS_FILE, FoldPlan
-from neuroray.datasets.shards import ShardSet, open_shard_set, refuse_unless_replaceable
+from neuroray.datasets.locations import is_uri
+from neuroray.datasets.shards import ShardSet, open_shard_set, refuse_unless_replaceable, shards_exist
 from neuroray.datasets.splits import SPLITS
 from neuroray.datasets.synthetic import write_synthetic_eeg
 from neuroray.errors import NeurorayError
@@ -107,12 +108,14 @@ def ensure_shards(loaded: LoadedExperiment, address: str | None = None, own: Sou
     """Open the experiment's shard set (``own``: a phase's, under ``key``), preparing it first when the file
     says how."""
     data = own or loaded.model.data
-    root = Path(data.shards)
-    if not (root / "manifest.json").is_file():
+    root = data.shards
+    if not shards_exist(root):
+        if data.prepare is None and is_uri(root):
+            open_shard_set(root)  # what is there instead (nothing, an unfinished set): its own one line
         if data.prepare is None:
             raise NeurorayError(f"{key}.shards: {root} has no shard set and the experiment has no "
                                 f"{key}.prepare; run `neuroray prepare ...` first or add {key}.prepare")
-        _prepare(data.prepare, root, address, key)
+        _prepare(data.prepare, Path(root), address, key)
     shard_set = open_shard_set(root, verify=data.verify)
     check_shard_set(loaded, shard_set, data=own, key=key)
     return shard_set
@@ -138,7 +141,7 @@ def _data_record(loaded: LoadedExperiment, default: ShardSet, sets: dict[str, Ph
                  opened: dict[str, ShardSet]) -> dict[str, object]:
     """data.json: which shard set each phase read, with its rows and windows (the run's per-phase records)."""
     def entry(shard_set: ShardSet) -> dict[str, object]:
-        return {"shards": str(shard_set.root.resolve()), "rows": {s: shard_set.rows(s) for s in SPLITS},
+        return {"shards": shard_set.root, "rows": {s: shard_set.rows(s) for s in SPLITS},
                 "spec": shard_set.manifest["spec"]}
 
     def phase(ps: PhaseSet) -> dict[str, object]:
@@ -230,7 +233,7 @@ def _run_info(loaded: LoadedExperiment, shard_set: ShardSet, plan: FoldPlan | No
         else f"{sched.type} across all trials"
     metric, mode = loaded.metric
     return RunInfo(name=loaded.name, metric=metric, mode=mode, arms=loaded.arms,
-                   baseline=resolve_baseline(loaded.baseline, loaded.arms), shards=str(shard_set.root.resolve()),
+                   baseline=resolve_baseline(loaded.baseline, loaded.arms), shards=shard_set.root,
                    pruning=pruning, pruned_across_arms=sched.type != "none" and sched.scope == "global"
                    and len(loaded.arms) > 1, folds=plan.k if plan else 0,
                    fold_ratio=plan.test_train_ratio if plan else 0.0, epochs=loaded.model.phases[-1].epochs)

@@ -14,7 +14,6 @@ node's IAM role; ``AWS_ENDPOINT_URL`` for an S3-compatible server), read by pyar
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from pathlib import Path
@@ -24,30 +23,17 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from neuroray.datasets.locations import is_uri, join, open_uri
 from neuroray.errors import NeurorayError, first_line
 from neuroray.outputs import atomic_write, publish_dir
 
 LOCAL_SUMMARY_ROOT = Path("runs")  # where the summary of a run with URI storage is written locally
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _URI_SCHEME_OF = {"s3": "s3", "gcs": "gs", "hdfs": "hdfs", "abfs": "abfs"}  # pyarrow type_name → URI scheme
-
-
-def is_uri(path: str | Path) -> bool:
-    """``s3://…``, ``gs://…``, ``hdfs://…``: a remote filesystem. ``file://`` and plain paths are local."""
-    text = str(path)
-    return bool(_SCHEME.match(text)) and not text.startswith("file://")
 
 
 def _local(path: str | Path) -> Path:
     text = str(path)
     return Path(text[len("file://"):] if text.startswith("file://") else text)
-
-
-def join(uri: str, *parts: str) -> str:
-    """Append path parts to a URI, keeping its query (``?endpoint_override=…``) at the end."""
-    s = urlsplit(uri)
-    path = "/".join([s.path.rstrip("/"), *(p.strip("/") for p in parts)])
-    return urlunsplit((s.scheme, s.netloc, path, s.query, s.fragment))
 
 
 def with_query(uri: str, like: str) -> str:
@@ -61,12 +47,7 @@ def with_query(uri: str, like: str) -> str:
 
 def filesystem(uri: str, what: str = "--storage") -> tuple[pafs.FileSystem, str]:
     """(pyarrow filesystem, path) of ``uri``; one error line naming ``what`` when pyarrow cannot open it."""
-    try:
-        fs, path = pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OSError) as e:
-        raise NeurorayError(f"{what} {uri}: pyarrow cannot open this URI ({first_line(e)}); use a local folder "
-                            "or s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, hdfs://HOST/PATH") from None
-    return fs, path.rstrip("/")
+    return open_uri(uri, what)
 
 
 def fs_and_path(location: str | Path) -> tuple[pafs.FileSystem, str]:

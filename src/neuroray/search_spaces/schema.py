@@ -8,12 +8,12 @@ Ray's OptunaSearch cannot take grid parameters.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from neuroray.datasets.eeg.options import EEGPrepareOptions
+from neuroray.datasets.locations import normalize
 from neuroray.datasets.options import PrepareOptions, from_argv
 from neuroray.datasets.spectrograms.options import SpectrogramPrepareOptions
 from neuroray.datasets.synthetic import SyntheticEEGOptions
@@ -82,13 +82,13 @@ class Source(Strict):
     shards: str
     prepare: SyntheticEEG | PrepareEEG | PrepareVolumes | PrepareSpectrograms | None = Field(
         None, discriminator="kind")
-    verify: Literal["sha256", "size", "none"] = "sha256"
+    verify: Literal["sha256", "size", "none"] | None = None  # None: sha256 for a folder, size for a URI
     cache: Literal["auto", "memory", "stream"] = "auto"
 
     @property
     def root(self) -> str:
         """``shards`` normalized (``data/x/`` and ``data/x`` name one set): the key shard sets are matched by."""
-        return str(Path(self.shards))
+        return normalize(self.shards)
 
 
 class MixSource(Source):

@@ -101,6 +101,9 @@ def _max_overlap(progress: list[pd.DataFrame]) -> int:
     return peak
 
 
+# ~2 min (the largest default test): slow-marked to keep the default run under 20 minutes; the other tests
+# here still submit jobs to the head, and tests/cluster/test_storage_s3.py writes runs to S3
+@pytest.mark.slow
 def test_submit_quarter_gpu_trials_streams_logs_and_stores_in_s3(head: dict[str, str], s3_server: Any,
                                                                  tmp_path: Path) -> None:
     """`neuroray submit` of a smoke run whose trials take 0.25 GPU each, on a head with one (fake) GPU.

@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="report.md/.csv/.html of a finished run folder: per-arm stats over seeds, "
                          "Δ vs baseline with paired tests, learning curves, parameter importance")
-    rep.add_argument("run_dir")
+    rep.add_argument("run_dir", help="finished run folder (runs/<experiment>, or s3://…/<experiment> in --storage)")
     rep.add_argument("--baseline", default=None, help="arm the others are compared with (default: the run's "
                      "matrix.baseline, else its first arm)")
     rep.add_argument("--combine", default=None, metavar="RUN_C2", help="EEG2025: RUN_DIR is the challenge-1 run, "
@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="export a trial of a finished run to ONNX (parity-checked, model card, "
                        "optional INT8/FP16), or build an EEG2025 submission zip with --challenge eeg2025")
-    e.add_argument("run_dir", nargs="?", help="finished run folder (runs/<experiment>)")
+    e.add_argument("run_dir", nargs="?", help="finished run folder (runs/<experiment>, or s3://…/<experiment>)")
     e.add_argument("--trial", default="best", help="best | TRIAL_ID")
     e.add_argument("--out", default=None, help="output folder (default: RUN_DIR/export); with --challenge: the "
                    "zip file (default: submission.zip)")
@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
     pd_ = sub.add_parser("predict", help="batch inference of an ONNX model over a shard set → Parquet")
     pd_.add_argument("model", help="model.onnx (its model_card.json beside it is checked against the shard set)")
-    pd_.add_argument("shards", help="shard set folder")
+    pd_.add_argument("shards", help="shard set: a folder or s3://BUCKET/PREFIX")
     pd_.add_argument("--out", required=True, help="output Parquet file (written atomically)")
     pd_.add_argument("--split", choices=["train", "val", "test", "all"], default="test", help="default test")
     pd_.add_argument("--batch-size", type=int, default=256, help="rows per inference batch (default 256)")
@@ -247,14 +247,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from neuroray.reports import folder as report
+    from neuroray.run_folder.remote_run import open_run, publish_report
 
     if args.out:
         check_output(Path(args.out), "--out", folder=True)
-    table, out = report.rebuild(Path(args.run_dir), baseline=args.baseline,
-                                combine=Path(args.combine) if args.combine else None,
+    run_dir, remote = open_run(args.run_dir)  # s3://…/<run>: its summary read from the bucket
+    table, out = report.rebuild(run_dir, baseline=args.baseline,
+                                combine=open_run(args.combine, "--combine")[0] if args.combine else None,
                                 out=Path(args.out) if args.out else None)
     print(report.markdown_table(table))
-    print(f"report: {out / 'report.md'}, {out / 'report.csv'}, {out / 'report.html'}")
+    where = publish_report(out, remote) if remote and not args.out else out  # back next to the trials
+    print(f"report: {where}/report.md, report.csv, report.html")
     return 0
 
 
@@ -275,13 +278,17 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.max_loss_pct < 0 or args.calib_windows < 1:
         raise NeurorayError("--max-loss-pct must be >= 0 and --calib-windows >= 1")
-    run_dir = Path(args.run_dir)
+    from neuroray.run_folder.remote_run import open_run, publish_export
+
+    run_dir, remote = open_run(args.run_dir)  # s3://…/<run>: its summary read from the bucket
     if args.out:
         check_output(Path(args.out), "--out", folder=True)
     row, report = export_trial(run_dir, args.trial, Path(args.out) if args.out else None, MODES[args.quantize],
                                max_loss=args.max_loss_pct / 100, accept_loss=args.accept_loss,
                                calib_windows=args.calib_windows)
     print(format_report(str(row["trial_id"]), report))
+    if remote and not args.out:  # the export goes back next to the trials; predict/bench-model take the local copy
+        print(f"export: {publish_export(run_dir, remote)}/ (local copy: {run_dir / 'export'})")
     return 0
 
 

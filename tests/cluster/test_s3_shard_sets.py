@@ -9,11 +9,13 @@ the client; the relay then refuses every connection until it is opened again.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.fs as pafs
 import pytest
 import yaml
 from store_cut import StoreRelay
@@ -83,12 +85,27 @@ def test_a_run_reads_the_set_only_from_the_bucket_and_predict_scores_it(
     assert len(trials) == 1 and trials.loc[0, "status"] == "OK", trials.loc[0, "error"]
     assert json.loads((run_dir / "run.json").read_text())["shards"] == lfp_uri
     assert not list(tmp_path.rglob("part-*.parquet"))  # no local copy of the shard set
-    assert f"{s3.bucket}/runs/lfp-s3/run.json" in s3.keys(f"{s3.bucket}/runs/lfp-s3")
-    assert main(["export", str(run_dir)]) == 0
+    keys = s3.keys(f"{s3.bucket}/runs/lfp-s3")
+    assert f"{s3.bucket}/runs/lfp-s3/run.json" in keys
+    # the trial's TensorBoard files were copied to the bucket when it ended
+    assert any("/runs/lfp-s3/tensorboard/" in k and "events.out.tfevents" in k for k in keys), keys
+    # report and export read the run folder from the bucket and put what they write back there
+    shutil.rmtree(run_dir)
+    remote = f"s3://{s3.bucket}/runs/lfp-s3"
+    capsys.readouterr()
+    assert main(["report", remote]) == 0
+    assert f"report: {remote}/report.md" in capsys.readouterr().out
+    with s3.fs.open_input_stream(f"{s3.bucket}/runs/lfp-s3/report.md") as f:
+        assert "val/auroc" in f.read().decode()
+    assert main(["export", remote]) == 0
+    assert f"{s3.bucket}/runs/lfp-s3/export/model.onnx" in s3.keys(f"{s3.bucket}/runs/lfp-s3/export")
+    model = tmp_path / "model"
+    model.mkdir()
+    pafs.copy_files(f"{s3.bucket}/runs/lfp-s3/export", str(model), source_filesystem=s3.fs)
     preds = tmp_path / "preds.parquet"
-    assert main(["predict", str(run_dir / "export" / "model.onnx"), lfp_uri, "--out", str(preds)]) == 0
-    table = pd.read_parquet(preds)
-    assert len(table) == open_shard_set(lfp_uri).rows("test")
+    assert main(["predict", str(model / "model.onnx"), lfp_uri, "--out", str(preds)]) == 0
+    assert len(pd.read_parquet(preds)) == open_shard_set(lfp_uri).rows("test")
+    assert not list(tmp_path.rglob("part-*.parquet"))  # still no local copy of the shard set
 
 
 def test_a_store_cut_mid_upload_publishes_nothing_and_resume_finishes_it(

@@ -113,11 +113,21 @@ def trial_hparams(config: dict[str, Any]) -> dict[str, str | int | float | bool]
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any]) -> None:
-    """The Tune function trainable: resolve this trial's experiment, then fit it on its engine."""
+    """The Tune function trainable: resolve this trial's experiment, then fit it on its engine. With URI
+    storage the trial's TensorBoard files are copied there when it ends (stopped, failed or done): the
+    autoscaler may terminate this node minutes later."""
+    name = trial_label(config, tune.get_context().get_trial_id())
+    try:
+        _run_trial(config, ctx, datasets, name)
+    finally:
+        if ctx.storage is not None and ctx.tensorboard_dir:
+            fs, root = ctx.storage
+            storage_mod.copy_logs(Path(ctx.tensorboard_dir) / name, fs, f"{root}/tensorboard/{name}")
+
+
+def _run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any], name: str) -> None:
     exp = ctx.loaded.resolve(config["arm"], config["seed"], config.get("params"))
     datasets = ingest.trial_datasets(datasets, config.get("fold"))
-    trial_id = tune.get_context().get_trial_id()
-    name = trial_label(config, trial_id)
     cfg = loop_config(exp, ctx.shard_set, config["seed"], ctx.metric, ctx.mode, ctx.tensorboard_dir, name,
                       phase_dir=str(Path(ctx.run_dir) / "checkpoints" / name), fold=config.get("fold"),
                       progress_s=ctx.progress_s, phase_sets=ctx.phase_sets)

@@ -5,8 +5,9 @@ With a URI, Tune's ``storage_path`` is the URI: trial folders, checkpoints, per-
 checkpoints and state) and Tune's restorable experiment state go there, so every node of a
 cluster reads and writes the same place. The run *summary* (``results.csv/.parquet``, ``report.md``,
 ``run.json``) is written to the local ``runs/<experiment>/`` first and then copied next to the trial
-folders in storage, so a job whose working directory vanishes still leaves it behind. TensorBoard files
-and W&B offline runs stay local (``runs/<experiment>/``) on the node that ran each trial.
+folders in storage, so a job whose working directory vanishes still leaves it behind. Each trial's
+TensorBoard files are copied to ``<run>/tensorboard/<trial>/`` in storage when the trial ends (the actor
+engine's trial process, which is its trainer), the W&B offline runs to ``<run>/wandb/`` with the summary.
 
 S3 credentials and endpoint come from the standard AWS chain (``AWS_PROFILE``/``AWS_ACCESS_KEY_ID``, the
 node's IAM role; ``AWS_ENDPOINT_URL`` for an S3-compatible server), read by pyarrow.
@@ -156,11 +157,26 @@ def clear_previous_run(storage: str | Path, name: str, replace: bool) -> None:
         fs.delete_dir(path)
 
 
+def copy_logs(local: Path, fs: pafs.FileSystem, dest: str) -> bool:
+    """Copy a folder of logs (a trial's TensorBoard files, the W&B offline runs) to ``dest`` on ``fs``; a store
+    that does not answer costs a warning, never the trial. Returns whether it was copied."""
+    if not local.is_dir():
+        return False
+    try:
+        pafs.copy_files(str(local), dest, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    except (OSError, pa.ArrowException) as e:
+        print(f"warning: copying {local} to storage failed ({first_line(e)}); it stays on this node", flush=True)
+        return False
+    return True
+
+
 def upload_summary(run_dir: Path, storage: str, name: str) -> str:
     """Copy the run summary (the run folder's top-level files: results, reports, run.json) next to the trial
-    folders in remote storage, run.json last as the mark of a finished run; returns that folder's URI."""
+    folders in remote storage, run.json last as the mark of a finished run; returns that folder's URI. The W&B
+    offline runs (written on this node by the driver's logging actor) go along, under ``wandb/``."""
     dest = join(storage, name)
     fs, path = filesystem(dest)
+    copy_logs(run_dir / "wandb", fs, f"{path}/wandb")
     files = sorted((f for f in run_dir.iterdir() if f.is_file() and not f.name.startswith(".")),
                    key=lambda f: (f.name == "run.json", f.name))
     try:

@@ -9,7 +9,11 @@ the client; the relay then refuses every connection until it is opened again.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +129,16 @@ def test_a_store_cut_mid_upload_publishes_nothing_and_resume_finishes_it(
         assert keys and not any(k.endswith("manifest.json") for k in keys), keys  # some parts, no manifest
         with pytest.raises(Exception, match="an unfinished shard set"):
             open_shard_set(f"s3://{s3.bucket}/sets/cut")
+        # a run whose data.shards no longer answers: one line naming the set and the operation, before Ray
+        exp = {"name": "cut", "data": {"shards": uri},
+               "phases": [{"name": "fit", "trainable": "spectrogram_cnn", "target": "label", "epochs": 1}],
+               "metric": {"name": "val/auroc", "mode": "max"}}
+        (tmp_path / "cut.yaml").write_text(yaml.safe_dump(exp))
+        assert main(["run", "cut.yaml", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: s3://{s3.bucket}/sets/cut?endpoint_override=") and "\n" not in err, err
+        assert "looking for manifest.json failed (" in err and "object store reachable" in err, err
+        assert not (tmp_path / "runs" / "cut").exists()
         relay.reopen()
         assert main([*PREPARE, "--out", uri]) == 2  # without --resume: refused, nothing touched
         assert "unfinished shard set" in capsys.readouterr().err
@@ -132,3 +146,41 @@ def test_a_store_cut_mid_upload_publishes_nothing_and_resume_finishes_it(
     cut, whole = _rows(f"s3://{s3.bucket}/sets/cut"), _rows(lfp_uri)
     for split in whole:  # exactly the rows of the uninterrupted prepare, none twice
         pd.testing.assert_frame_equal(cut[split], whole[split])
+
+
+# ~35 s (a head and a worker node of their own): slow-marked, like the node-loss test, to keep the default
+# run under 20 minutes
+@pytest.mark.slow
+def test_a_trial_on_a_worker_node_reads_only_from_s3_and_its_logs_outlive_the_node(
+        s3: Any, lfp_uri: str, tmp_path: Path) -> None:
+    exp = {"name": "lfp-node", "data": {"shards": lfp_uri, "cache": "stream"},
+           "phases": [{"name": "fit", "trainable": "spectrogram_cnn", "target": "label", "epochs": 2,
+                       "batch_size": 16, "hparams": {"width": 8}}],
+           "metric": {"name": "val/auroc", "mode": "max"},
+           # the trial only on the worker node (trial_slot); the head's CPU serves Ray Data's reads
+           "resources": {"workers": 1, "cpus_per_worker": 1, "engine": "actor",
+                         "driver_resources": {"trial_slot": 1}}}
+    path = tmp_path / "lfp-node.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    ray_tmp = tempfile.mkdtemp(prefix="nr-", dir="/tmp")  # short socket paths; the session's Ray is left alone
+    env = {**os.environ, **s3.env, "RAY_TMPDIR": ray_tmp, "WANDB_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    try:
+        proc = subprocess.run([sys.executable, str(Path(__file__).with_name("s3_node_driver.py")), str(path),
+                               f"s3://{s3.bucket}/node-runs"], env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    out = json.loads(lines[-1])
+    assert out["error"] is None, out["error"]
+    assert [r["status"] for r in out["results"]] == ["OK"]
+    assert not list(Path(out["cwd"]).rglob("part-*.parquet"))  # the set was never copied to the driver's disk
+    keys = s3.keys(f"{s3.bucket}/node-runs/lfp-node")
+    progress = [k for k in keys if k.endswith("/progress.csv")]
+    assert len(progress) == 1, keys
+    with s3.fs.open_input_stream(progress[0]) as f:
+        nodes = set(pd.read_csv(f)["node_id"])
+    assert nodes == {out["worker"]} != {out["head"]}  # every epoch ran on the worker node
+    # the worker node is gone; its trial's TensorBoard files are in the bucket
+    assert any("/tensorboard/" in k and "events.out.tfevents" in k for k in keys), keys

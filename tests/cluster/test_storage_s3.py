@@ -124,10 +124,13 @@ def test_resume_and_export_with_the_endpoint_in_the_uri(s3_run: Path, s3_server:
 def test_torchtrainer_checkpoints_are_in_the_bucket(s3: pafs.S3FileSystem, ray_session: None, small_eeg: Path,
                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """The TorchTrainer engine (2 workers) writes its checkpoints and Train state under the run's storage URI,
-    nothing under the local run folder; export fetches the chosen checkpoint from the bucket."""
+    """The TorchTrainer engine (2 workers) reads its shard set from the bucket and writes its checkpoints and Train
+    state under the run's storage URI, nothing under the local run folder; export fetches the chosen checkpoint
+    from the bucket."""
     monkeypatch.chdir(tmp_path)
-    exp = {"name": "tt-s3", "data": {"shards": str(small_eeg)},
+    pafs.copy_files(str(small_eeg), f"{BUCKET}/sets/tt-eeg", source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=s3)  # a finished set, manifest included
+    exp = {"name": "tt-s3", "data": {"shards": f"s3://{BUCKET}/sets/tt-eeg"},
            "phases": [{"name": "fit", "trainable": "eeg_regressor", "target": "y", "epochs": 2, "batch_size": 16,
                        "hparams": {"lr": 5e-3}}],
            "metric": {"name": "val/nrmse", "mode": "min"},

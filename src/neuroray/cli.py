@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     bm.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
 
     pd_ = sub.add_parser("predict", help="batch inference of an ONNX model over a shard set → Parquet")
-    pd_.add_argument("model", help="model.onnx (its model_card.json beside it is checked against the shard set)")
+    pd_.add_argument("model", help="model.onnx or s3://…/model.onnx (its model_card.json beside it is checked)")
     pd_.add_argument("shards", help="shard set: a folder or s3://BUCKET/PREFIX")
     pd_.add_argument("--out", required=True, help="output Parquet file (written atomically)")
     pd_.add_argument("--split", choices=["train", "val", "test", "all"], default="test", help="default test")
@@ -296,10 +296,11 @@ def _bench_model(args: argparse.Namespace) -> int:
     import json
 
     from neuroray.export.inference import OnnxModel, bench, format_bench
+    from neuroray.run_folder.remote_run import fetch_model
 
     check_count(args.batch, "--batch", 1, 65536)
     check_count(args.runs, "--runs", 1, 1_000_000)
-    result = bench(OnnxModel(args.model, threads=args.threads), runs=args.runs, warmup=args.warmup,
+    result = bench(OnnxModel(fetch_model(args.model), threads=args.threads), runs=args.runs, warmup=args.warmup,
                    batch=args.batch)
     print(format_bench(result))
     if args.json:
@@ -319,10 +320,11 @@ def _bench_model(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from neuroray.datasets.shards import open_shard_set
     from neuroray.export.inference import OnnxModel, predict
+    from neuroray.run_folder.remote_run import fetch_model
 
     check_output(Path(args.out), "--out", folder=False)
     check_count(args.batch_size, "--batch-size", 1, 65536)
-    model = OnnxModel(args.model, threads=args.threads)
+    model = OnnxModel(fetch_model(args.model), threads=args.threads)
     result = predict(model, open_shard_set(args.shards), args.out, split=args.split, batch_size=args.batch_size)
     print(f"{result.rows} predictions ({', '.join(result.splits)}) → {result.out}")
     return 0

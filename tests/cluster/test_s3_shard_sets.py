@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.fs as pafs
 import pytest
 import yaml
 from store_cut import StoreRelay
@@ -103,11 +102,10 @@ def test_a_run_reads_the_set_only_from_the_bucket_and_predict_scores_it(
         assert "val/auroc" in f.read().decode()
     assert main(["export", remote]) == 0
     assert f"{s3.bucket}/runs/lfp-s3/export/model.onnx" in s3.keys(f"{s3.bucket}/runs/lfp-s3/export")
-    model = tmp_path / "model"
-    model.mkdir()
-    pafs.copy_files(f"{s3.bucket}/runs/lfp-s3/export", str(model), source_filesystem=s3.fs)
+    model = f"{remote}/export/model.onnx"  # predict and bench-model take the model from the bucket too
     preds = tmp_path / "preds.parquet"
-    assert main(["predict", str(model / "model.onnx"), lfp_uri, "--out", str(preds)]) == 0
+    assert main(["predict", model, lfp_uri, "--out", str(preds)]) == 0
+    assert main(["bench-model", model, "--runs", "5", "--warmup", "1", "--batch", "4"]) == 0
     assert len(pd.read_parquet(preds)) == open_shard_set(lfp_uri).rows("test")
     assert not list(tmp_path.rglob("part-*.parquet"))  # still no local copy of the shard set
 

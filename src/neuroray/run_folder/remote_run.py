@@ -19,7 +19,7 @@ from neuroray.datasets.locations import STORE_ERRORS, is_uri, public
 from neuroray.errors import NeurorayError, first_line
 from neuroray.run_folder.storage import filesystem
 
-__all__ = ["fetch_run", "open_run", "publish_report", "publish_export", "upload_outputs"]
+__all__ = ["fetch_run", "open_run", "fetch_model", "publish_report", "publish_export", "upload_outputs"]
 
 SUMMARY_MARK = "run.json"
 
@@ -49,6 +49,25 @@ def fetch_run(uri: str, what: str = "RUN_DIR") -> Path:
     except STORE_ERRORS as e:
         raise NeurorayError(f"{what} {shown}: reading the run folder failed ({first_line(e)}); is the object "
                             "store reachable?") from None
+    return local
+
+
+def fetch_model(location: str, card: str = "model_card.json") -> Path:
+    """``model.onnx`` (a path, or a URI: downloaded with the model card beside it) as a local path."""
+    if not is_uri(location):
+        return Path(location)
+    fs, path = filesystem(location, what="model")
+    local = _copy(location.rsplit("/", 1)[0]) / path.rsplit("/", 1)[-1]
+    local.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if fs.get_file_info(path).type != pafs.FileType.File:
+            raise NeurorayError(f"model {public(location)}: not found in storage; give the export's model.onnx")
+        for source in (path, f"{path.rsplit('/', 1)[0]}/{card}"):
+            if fs.get_file_info(source).type == pafs.FileType.File:
+                pafs.copy_files(source, str(local.parent / source.rsplit("/", 1)[-1]), source_filesystem=fs,
+                                destination_filesystem=pafs.LocalFileSystem())
+    except STORE_ERRORS as e:
+        raise NeurorayError(f"model {public(location)}: download failed ({first_line(e)})") from None
     return local
 
 

@@ -146,9 +146,7 @@ def test_a_store_cut_mid_upload_publishes_nothing_and_resume_finishes_it(
         pd.testing.assert_frame_equal(cut[split], whole[split])
 
 
-# ~35 s (a head and a worker node of their own): slow-marked, like the node-loss test, to keep the default
-# run under 20 minutes
-@pytest.mark.slow
+# ~35 s: a head and a worker node of their own (ray.cluster_utils.Cluster), as in test_node_loss.py
 def test_a_trial_on_a_worker_node_reads_only_from_s3_and_its_logs_outlive_the_node(
         s3: Any, lfp_uri: str, tmp_path: Path) -> None:
     exp = {"name": "lfp-node", "data": {"shards": lfp_uri, "cache": "stream"},

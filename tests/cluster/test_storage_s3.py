@@ -145,6 +145,8 @@ def test_torchtrainer_checkpoints_are_in_the_bucket(s3: pafs.S3FileSystem, ray_s
     keys = set(_keys(s3, f"{BUCKET}/tt/tt-s3/train"))
     assert {f"{ckpt.removeprefix('s3://')}/model.pt", f"{ckpt.removeprefix('s3://')}/meta.json"} <= keys
     assert not (tmp_path / "runs" / "tt-s3" / "train").exists()
+    # rank 0 copied its TensorBoard files to the bucket when the fit ended
+    assert any("/tt/tt-s3/tensorboard/" in k and "events.out.tfevents" in k for k in _keys(s3, f"{BUCKET}/tt/tt-s3"))
     capsys.readouterr()
     assert main(["export", str(tmp_path / "runs" / "tt-s3")]) == 0
     assert (tmp_path / "runs" / "tt-s3" / "export" / "model.onnx").is_file()

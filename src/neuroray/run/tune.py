@@ -29,7 +29,7 @@ from neuroray.run.loop_config import LoopConfig, PhaseData, SpecRef
 from neuroray.run.phase_data import PhaseInput, data_id
 from neuroray.run.searcher import OPTUNA_JOURNAL, MatrixSearcher
 from neuroray.run.state_backup import StateBackup
-from neuroray.run.train import run_phases, torchtrainer_worker_loop
+from neuroray.run.train import LOG_STORAGE, run_phases, torchtrainer_worker_loop
 from neuroray.run.trial_names import trial_label
 from neuroray.run_folder import storage as storage_mod
 from neuroray.search_spaces.experiment import LoadedExperiment
@@ -154,18 +154,19 @@ def _run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, An
     # Train's checkpoints and state go where the run lives: under s3://… a restarted trial on another node
     # (and export) finds them; locally, in the run folder.
     fs, root = ctx.storage or (None, str(Path(ctx.run_dir)))
-    _fit_with_torchtrainer(cfg, exp, datasets, (fs, f"{root}/train"), name)
+    _fit_with_torchtrainer(cfg, exp, datasets, (fs, f"{root}/train"), name, ctx.storage)
 
 
 def _fit_with_torchtrainer(cfg: LoopConfig, exp: Experiment, datasets: dict[str, Any],
-                           storage: tuple[Any, str], name: str) -> None:
+                           storage: tuple[Any, str], name: str, logs: tuple[Any, str] | None) -> None:
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     r = exp.resources
     trainer = TorchTrainer(
         torchtrainer_worker_loop,
-        train_loop_config=cfg.to_ray(),
+        # rank 0 copies its TensorBoard files to the run's URI storage itself: it may run on another node
+        train_loop_config={**cfg.to_ray(), LOG_STORAGE: logs},
         scaling_config=ray.train.ScalingConfig(
             num_workers=r.workers, use_gpu=r.gpus_per_worker > 0,
             resources_per_worker={"CPU": r.cpus_per_worker,

@@ -6,8 +6,9 @@ checkpoints and state) and Tune's restorable experiment state go there, so every
 cluster reads and writes the same place. The run *summary* (``results.csv/.parquet``, ``report.md``,
 ``run.json``) is written to the local ``runs/<experiment>/`` first and then copied next to the trial
 folders in storage, so a job whose working directory vanishes still leaves it behind. Each trial's
-TensorBoard files are copied to ``<run>/tensorboard/<trial>/`` in storage when the trial ends (the actor
-engine's trial process, which is its trainer), the W&B offline runs to ``<run>/wandb/`` with the summary.
+TensorBoard files are copied to ``<run>/tensorboard/<trial>/`` in storage when the trial ends (by the process
+that wrote them: the actor engine's trial, the TorchTrainer engine's rank-0 worker), the W&B offline runs to
+``<run>/wandb/`` with the summary.
 
 S3 credentials and endpoint come from the standard AWS chain (``AWS_PROFILE``/``AWS_ACCESS_KEY_ID``, the
 node's IAM role; ``AWS_ENDPOINT_URL`` for an S3-compatible server), read by pyarrow.

@@ -3,16 +3,11 @@ from its last checkpoint (resources.max_failures) and the experiment still finis
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from cluster_driver import run_driver
 
 pytestmark = pytest.mark.cluster
 
@@ -35,23 +30,7 @@ def test_lost_node_restarts_its_trial_from_the_last_checkpoint(small_eeg: Path, 
     }
     path = tmp_path / "node_loss.yaml"
     path.write_text(yaml.safe_dump(exp))
-    # A short RAY_TMPDIR of its own: Ray's socket paths must stay under 107 bytes, and the session's Ray
-    # is left alone.
-    ray_tmp = tempfile.mkdtemp(prefix="nr-", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "WANDB_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
-    try:
-        proc = subprocess.run([sys.executable, str(Path(__file__).with_name("node_loss_driver.py")), str(path),
-                               str(tmp_path / "runs")], env=env, capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired as e:  # fail with the driver's output rather than pytest-timeout's stack
-        tail = (e.stderr or b"")[-4000:]
-        pytest.fail(f"node-loss driver still running after 600 s; its stderr ends:\n"
-                    f"{tail.decode(errors='replace') if isinstance(tail, bytes) else tail}")
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
-    out = json.loads(lines[-1])
+    out = run_driver(Path(__file__).with_name("node_loss_driver.py"), [str(path), str(tmp_path / "runs")])
     assert out["error"] is None, out["error"]
     assert out["trial_nodes"] == 2  # the two trials ran on different nodes
     assert out["victim_trial"] is not None and out["epochs_at_loss"] >= 2

@@ -9,11 +9,7 @@ the client; the relay then refuses every connection until it is opened again.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from cluster_driver import run_driver
 from store_cut import StoreRelay
 
 from neuroray.cli import main
@@ -158,17 +155,8 @@ def test_a_trial_on_a_worker_node_reads_only_from_s3_and_its_logs_outlive_the_no
                          "driver_resources": {"trial_slot": 1}}}
     path = tmp_path / "lfp-node.yaml"
     path.write_text(yaml.safe_dump(exp))
-    ray_tmp = tempfile.mkdtemp(prefix="nr-", dir="/tmp")  # short socket paths; the session's Ray is left alone
-    env = {**os.environ, **s3.env, "RAY_TMPDIR": ray_tmp, "WANDB_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
-    try:
-        proc = subprocess.run([sys.executable, str(Path(__file__).with_name("s3_node_driver.py")), str(path),
-                               f"s3://{s3.bucket}/node-runs"], env=env, capture_output=True, text=True, timeout=600)
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
-    out = json.loads(lines[-1])
+    out = run_driver(Path(__file__).with_name("s3_node_driver.py"), [str(path), f"s3://{s3.bucket}/node-runs"],
+                     env=s3.env)
     assert out["error"] is None, out["error"]
     assert [r["status"] for r in out["results"]] == ["OK"]
     assert not list(Path(out["cwd"]).rglob("part-*.parquet"))  # the set was never copied to the driver's disk

@@ -31,7 +31,7 @@ from neuroray.run_folder.checkpoints import (
     save_checkpoint,
     save_phase,
 )
-from neuroray.run_folder.storage import copy_logs
+from neuroray.run_folder.storage import copy_tensorboard
 from neuroray.trainables import base as registry
 from neuroray.trainables.evaluate import score_split
 
@@ -301,17 +301,6 @@ def torchtrainer_worker_loop(cfg: dict[str, Any]) -> None:
     rank0 = ray.train.get_context().get_world_rank() == 0
     cfg = dict(cfg)
     logs = cfg.pop(LOG_STORAGE, None)  # (filesystem, run path) with URI storage, else None
-    try:
-        _torchtrainer_fit(cfg, rank0, prepare_trainer, RayDDPStrategy, RayLightningEnvironment)
-    finally:
-        tensorboard = cfg.get("tensorboard_dir")
-        if rank0 and logs is not None and tensorboard:
-            name = str(cfg["trial_name"])
-            copy_logs(Path(tensorboard) / name, logs[0], f"{logs[1]}/tensorboard/{name}")
-
-
-def _torchtrainer_fit(cfg: dict[str, Any], rank0: bool, prepare_trainer: Any, strategy: Any, environment: Any) -> None:
-    import ray.train
 
     def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
         ckpt = ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
@@ -319,12 +308,16 @@ def _torchtrainer_fit(cfg: dict[str, Any], rank0: bool, prepare_trainer: Any, st
 
     kwargs: dict[str, Any] = dict(
         config=cfg, get_shard=ray.train.get_dataset_shard, report=report, is_rank0=rank0, prepare=prepare_trainer,
-        lightning_kwargs={"accelerator": "auto", "devices": "auto", "strategy": strategy(),
-                          "plugins": [environment()]},
+        lightning_kwargs={"accelerator": "auto", "devices": "auto", "strategy": RayDDPStrategy(),
+                          "plugins": [RayLightningEnvironment()]},
     )
-    ckpt = ray.train.get_checkpoint()  # set when Train restarts the run after a failure or a resume
-    if ckpt is None:
-        run_phases(**kwargs)
-        return
-    with ckpt.as_directory() as restore:
-        run_phases(**kwargs, restore=restore)
+    try:
+        ckpt = ray.train.get_checkpoint()  # set when Train restarts the run after a failure or a resume
+        if ckpt is None:
+            run_phases(**kwargs)
+        else:
+            with ckpt.as_directory() as restore:
+                run_phases(**kwargs, restore=restore)
+    finally:
+        if rank0:  # rank 0 wrote the TensorBoard files, on whichever node it ran
+            copy_tensorboard(cfg.get("tensorboard_dir"), str(cfg["trial_name"]), logs)

@@ -114,18 +114,9 @@ def trial_hparams(config: dict[str, Any]) -> dict[str, str | int | float | bool]
 
 def run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any]) -> None:
     """The Tune function trainable: resolve this trial's experiment, then fit it on its engine. With URI
-    storage the trial's TensorBoard files are copied there when it ends (stopped, failed or done): the
-    autoscaler may terminate this node minutes later."""
+    storage the process that wrote the trial's TensorBoard files copies them there when it ends (stopped,
+    failed or done): the autoscaler may terminate its node minutes later."""
     name = trial_label(config, tune.get_context().get_trial_id())
-    try:
-        _run_trial(config, ctx, datasets, name)
-    finally:
-        if ctx.storage is not None and ctx.tensorboard_dir:
-            fs, root = ctx.storage
-            storage_mod.copy_logs(Path(ctx.tensorboard_dir) / name, fs, f"{root}/tensorboard/{name}")
-
-
-def _run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, Any], name: str) -> None:
     exp = ctx.loaded.resolve(config["arm"], config["seed"], config.get("params"))
     datasets = ingest.trial_datasets(datasets, config.get("fold"))
     cfg = loop_config(exp, ctx.shard_set, config["seed"], ctx.metric, ctx.mode, ctx.tensorboard_dir, name,
@@ -144,12 +135,15 @@ def _run_trial(config: dict[str, Any], ctx: TrialContext, datasets: dict[str, An
         def get_shard(split: str) -> Any:
             return datasets[split].iterator()
 
-        ckpt = tune.get_checkpoint()  # set when the trial restarts (lost node, `neuroray run --resume`)
-        if ckpt is None:
-            run_phases(cfg, get_shard=get_shard, report=report)
-            return
-        with ckpt.as_directory() as restore:
-            run_phases(cfg, get_shard=get_shard, report=report, restore=restore)
+        try:
+            ckpt = tune.get_checkpoint()  # set when the trial restarts (lost node, `neuroray run --resume`)
+            if ckpt is None:
+                run_phases(cfg, get_shard=get_shard, report=report)
+            else:
+                with ckpt.as_directory() as restore:
+                    run_phases(cfg, get_shard=get_shard, report=report, restore=restore)
+        finally:
+            storage_mod.copy_tensorboard(ctx.tensorboard_dir, name, ctx.storage)
         return
     # Train's checkpoints and state go where the run lives: under s3://… a restarted trial on another node
     # (and export) finds them; locally, in the run folder.

@@ -60,12 +60,12 @@ def fetch_model(location: str, card: str = "model_card.json") -> Path:
     local = _copy(location.rsplit("/", 1)[0]) / path.rsplit("/", 1)[-1]
     local.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if fs.get_file_info(path).type != pafs.FileType.File:
+        model, beside = fs.get_file_info([path, f"{path.rsplit('/', 1)[0]}/{card}"])
+        if model.type != pafs.FileType.File:
             raise NeurorayError(f"model {public(location)}: not found in storage; give the export's model.onnx")
-        for source in (path, f"{path.rsplit('/', 1)[0]}/{card}"):
-            if fs.get_file_info(source).type == pafs.FileType.File:
-                pafs.copy_files(source, str(local.parent / source.rsplit("/", 1)[-1]), source_filesystem=fs,
-                                destination_filesystem=pafs.LocalFileSystem())
+        for info in (i for i in (model, beside) if i.type == pafs.FileType.File):
+            pafs.copy_files(info.path, str(local.parent / info.base_name), source_filesystem=fs,
+                            destination_filesystem=pafs.LocalFileSystem())
     except STORE_ERRORS as e:
         raise NeurorayError(f"model {public(location)}: download failed ({first_line(e)})") from None
     return local

@@ -171,6 +171,12 @@ def copy_logs(local: Path, fs: pafs.FileSystem, dest: str) -> bool:
     return True
 
 
+def copy_tensorboard(tensorboard_dir: str | None, trial: str, storage: tuple[pafs.FileSystem, str] | None) -> None:
+    """A trial's TensorBoard folder to ``<run>/tensorboard/<trial>`` in URI storage (nothing for local storage)."""
+    if storage is not None and tensorboard_dir:
+        copy_logs(Path(tensorboard_dir) / trial, storage[0], f"{storage[1]}/tensorboard/{trial}")
+
+
 def upload_summary(run_dir: Path, storage: str, name: str) -> str:
     """Copy the run summary (the run folder's top-level files: results, reports, run.json) next to the trial
     folders in remote storage, run.json last as the mark of a finished run; returns that folder's URI. The W&B
